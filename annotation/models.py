@@ -1,0 +1,270 @@
+"""What people rank: projects, items (a conversation and its candidate answers) and rankings."""
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+DEFAULT_FLAG_LABELS = ["spam", "harmful", "factually wrong", "off-topic", "not in the right language"]
+
+
+def default_flag_labels() -> list[str]:
+    """The flags an annotator may set on an answer when a project names none."""
+    return list(DEFAULT_FLAG_LABELS)
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    rankings_per_item = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text="How many people should rank each item.",
+    )
+    allow_ties = models.BooleanField(default=True)
+    flag_labels = models.JSONField(
+        default=default_flag_labels, blank=True, help_text="Labels annotators may put on an answer."
+    )
+    is_active = models.BooleanField(default=True, help_text="Inactive projects offer no work.")
+    retrain_min_new_rankings = models.PositiveIntegerField(
+        default=50, help_text="The schedule retrains once this many new rankings exist since the last run."
+    )
+    training_arguments = models.JSONField(
+        default=dict, blank=True, help_text="Extra arguments for the training engine, e.g. base_model."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rankings_per_item__gte=1), name="project_rankings_per_item_gte_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ImportBatch(models.Model):
+    """One file imported into a project; rankings it carried point back to it."""
+
+    class Format(models.TextChoices):
+        OASST_TREE = "oasst-tree", "Open-Assistant trees"
+        OASST_MESSAGES = "oasst-messages", "Open-Assistant message rows"
+        RANKINGS = "rankings", "Ranking rows"
+        PAIRS = "pairs", "Pairwise preference rows"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    file_name = models.CharField(max_length=500)
+    format = models.CharField(max_length=20, choices=Format.choices)
+    sha256 = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lines_read = models.PositiveIntegerField(default=0)
+    items_created = models.PositiveIntegerField(default=0)
+    answers_created = models.PositiveIntegerField(default=0)
+    rankings_created = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "import batches"
+
+    def __str__(self) -> str:
+        return f"{self.file_name} → {self.project}"
+
+
+class Item(models.Model):
+    """A conversation ending in a user turn, and the candidate answers people rank."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=255, blank=True)
+    # Ordered turns: [{"role": "system" | "user" | "assistant", "content": "..."}, ...]
+    conversation = models.JSONField()
+    import_batch = models.ForeignKey(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="items"
+    )
+    # Denormalised counters kept by the assignment service, so that finding work never counts rows.
+    human_ranking_count = models.PositiveIntegerField(default=0)
+    open_lease_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"],
+                condition=~Q(external_id=""),
+                name="item_external_id_unique_per_project",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "human_ranking_count", "id"], name="item_project_need_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Item {self.pk} ({self.project})"
+
+    @property
+    def prompt(self) -> str:
+        """The last user turn, the question the answers reply to."""
+        for turn in reversed(self.conversation or []):
+            if turn.get("role") == "user":
+                return turn.get("content", "")
+        return ""
+
+
+class Answer(models.Model):
+    """One candidate assistant reply to an item's conversation."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="answers")
+    # Denormalised so that external ids can be unique per project in the database.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField(help_text="Place in the imported order, from 0.")
+    text = models.TextField()
+    model_name = models.CharField(max_length=200, blank=True)
+    external_id = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["item_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "position"], name="answer_position_unique_per_item"),
+            models.UniqueConstraint(
+                fields=["project", "external_id"],
+                condition=~Q(external_id=""),
+                name="answer_external_id_unique_per_project",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Answer {self.pk} of item {self.item_id}"
+
+
+class Ranking(models.Model):
+    """One ordering of an item's answers, by a person or carried in by an import."""
+
+    class Source(models.TextChoices):
+        HUMAN = "human", "Annotator"
+        IMPORT = "import", "Import"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="rankings")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.HUMAN)
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="rankings"
+    )
+    import_batch = models.ForeignKey(
+        ImportBatch, null=True, blank=True, on_delete=models.CASCADE, related_name="rankings"
+    )
+    # Who ranked in the imported data ("" for an aggregate such as Open-Assistant's `rank`).
+    external_annotator = models.CharField(max_length=255, blank=True)
+    # Best first; each element is a tie group of answer ids: [[12], [14, 15], [13]].
+    order = models.JSONField(default=list, blank=True)
+    not_rankable = models.BooleanField(default=False, help_text="None of the answers is acceptable.")
+    # {answer_id: [label, ...]}
+    flags = models.JSONField(default=dict, blank=True)
+    comment = models.TextField(blank=True)
+    seconds_spent = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(source="human", annotator__isnull=False, import_batch__isnull=True))
+                | Q(source="import", annotator__isnull=True, import_batch__isnull=False),
+                name="ranking_source_matches_origin",
+            ),
+            models.UniqueConstraint(
+                fields=["item", "annotator"],
+                condition=Q(source="human"),
+                name="ranking_one_per_annotator_per_item",
+            ),
+            models.UniqueConstraint(
+                fields=["item", "external_annotator"],
+                condition=Q(source="import"),
+                name="ranking_imported_once_per_item",
+            ),
+            models.CheckConstraint(
+                condition=Q(seconds_spent__isnull=True) | Q(seconds_spent__gte=0),
+                name="ranking_seconds_spent_not_negative",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["item", "source"], name="ranking_item_source_idx"),
+            models.Index(fields=["annotator", "created_at"], name="ranking_annotator_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.annotator or self.external_annotator or "import"
+        return f"Ranking of item {self.item_id} by {who}"
+
+
+class Assignment(models.Model):
+    """A lease on one item for one annotator: the slot is theirs until it is submitted, skipped or expires."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Expired"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    # The answers' ids in the shuffled order this annotator sees them (position bias).
+    answer_order = models.JSONField(default=list)
+    ranking = models.OneToOneField(
+        Ranking, null=True, blank=True, on_delete=models.SET_NULL, related_name="assignment"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "annotator"], name="assignment_one_per_annotator_per_item"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "annotator", "status"], name="assignment_annotator_idx"),
+            models.Index(fields=["status", "expires_at"], name="assignment_expiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on item {self.item_id} ({self.status})"
+
+
+class ExportSnapshot(models.Model):
+    """A dataset file written on a schedule or on demand, kept for download and training."""
+
+    class Format(models.TextChoices):
+        RANKINGS = "rankings", "Rankings"
+        CONSENSUS = "consensus", "Consensus"
+        PAIRS = "pairs", "Pairs"
+        PAIRS_CHAT = "pairs-chat", "Pairs (chat)"
+        OASST = "oasst", "Open-Assistant trees"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="export_snapshots")
+    format = models.CharField(max_length=20, choices=Format.choices)
+    filters = models.JSONField(default=dict, blank=True)
+    file = models.FileField(upload_to="exports/%Y/%m/", max_length=500)
+    row_count = models.PositiveIntegerField(default=0)
+    item_count = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    # What the data looked like when written (e.g. the newest ranking id), to skip unchanged projects.
+    source_fingerprint = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "format", "-created_at"], name="snapshot_latest_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_format_display()} snapshot of {self.project} ({self.created_at:%Y-%m-%d %H:%M})"

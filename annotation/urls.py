@@ -1,0 +1,9 @@
+"""Pages for annotators and staff."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+]

@@ -1,0 +1,15 @@
+"""Server-rendered pages."""
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+
+from .selectors import project_list_for_annotator
+
+
+@login_required
+def home(request):
+    """Staff go to the admin; annotators see the projects they can work on."""
+    if request.user.is_staff and "annotate" not in request.GET:
+        return redirect("admin:index")
+    projects = project_list_for_annotator(user=request.user)
+    return render(request, "annotation/home.html", {"projects": projects})

@@ -1,0 +1,70 @@
+"""factory_boy factories for the annotation models."""
+
+import factory
+from django.contrib.auth import get_user_model
+
+from annotation.models import Answer, ImportBatch, Item, Project, Ranking
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"annotator{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.org")
+    password = factory.PostGenerationMethodCall("set_password", "correct horse battery staple")
+
+    @factory.post_generation
+    def save_password(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+class ProjectFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Project
+
+    name = factory.Sequence(lambda n: f"Project {n}")
+    guidelines = "Rank the most **helpful** and honest answer first."
+
+
+class ItemFactory(factory.django.DjangoModelFactory):
+    """An item with `answers` (default 3) candidate answers."""
+
+    class Meta:
+        model = Item
+        skip_postgeneration_save = True
+
+    project = factory.SubFactory(ProjectFactory)
+    conversation = factory.Sequence(lambda n: [{"role": "user", "content": f"Question number {n}?"}])
+
+    @factory.post_generation
+    def answers(obj, create, extracted, **kwargs):
+        if not create:
+            return
+        texts = extracted if isinstance(extracted, list) else [f"Answer {i}" for i in range(extracted or 3)]
+        for position, text in enumerate(texts):
+            Answer.objects.create(item=obj, project=obj.project, position=position, text=text)
+
+
+class ImportBatchFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ImportBatch
+
+    project = factory.SubFactory(ProjectFactory)
+    file_name = "fixture.jsonl"
+    format = ImportBatch.Format.RANKINGS
+
+
+class RankingFactory(factory.django.DjangoModelFactory):
+    """A person's ranking; by default the answers in their imported order, no ties."""
+
+    class Meta:
+        model = Ranking
+
+    item = factory.SubFactory(ItemFactory)
+    annotator = factory.SubFactory(UserFactory)
+    order = factory.LazyAttribute(
+        lambda ranking: [[answer.pk] for answer in ranking.item.answers.order_by("position")]
+    )

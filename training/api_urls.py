@@ -1,0 +1,3 @@
+"""REST API for training runs, reward-model versions and scoring."""
+
+urlpatterns: list = []
