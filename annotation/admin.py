@@ -1,0 +1,123 @@
+from django.contrib import admin
+from django.db.models import Count
+from django.utils.text import Truncator
+
+from .models import Answer, Assignment, ExportSnapshot, ImportBatch, Item, Project, Ranking
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_active", "rankings_per_item", "allow_ties", "item_count", "created_at"]
+    list_filter = ["is_active", "allow_ties"]
+    search_fields = ["name", "guidelines"]
+    readonly_fields = ["created_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "is_active", "guidelines"]}),
+        ("Ranking", {"fields": ["rankings_per_item", "allow_ties", "flag_labels"]}),
+        ("Training", {"fields": ["retrain_min_new_rankings", "training_arguments"]}),
+        (None, {"fields": ["created_at"]}),
+    ]
+    actions: list = []
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(item_count=Count("items"))
+
+    @admin.display(ordering="item_count", description="items")
+    def item_count(self, project):
+        return project.item_count
+
+
+class AnswerInline(admin.TabularInline):
+    model = Answer
+    fields = ["position", "text", "model_name", "external_id"]
+    extra = 0
+    ordering = ["position"]
+
+
+class RankingInline(admin.TabularInline):
+    model = Ranking
+    fields = ["source", "annotator", "external_annotator", "order", "not_rankable", "flags", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "external_id", "prompt_preview", "answer_count", "human_ranking_count"]
+    list_filter = ["project", "created_at"]
+    search_fields = ["external_id", "answers__text", "answers__external_id"]
+    list_select_related = ["project"]
+    readonly_fields = ["human_ranking_count", "open_lease_count", "import_batch", "created_at"]
+    inlines = [AnswerInline, RankingInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(answer_count=Count("answers"))
+
+    @admin.display(description="prompt")
+    def prompt_preview(self, item):
+        return Truncator(item.prompt).chars(90)
+
+    @admin.display(ordering="answer_count", description="answers")
+    def answer_count(self, item):
+        return item.answer_count
+
+
+@admin.register(Ranking)
+class RankingAdmin(admin.ModelAdmin):
+    list_display = ["id", "item", "source", "who", "not_rankable", "has_flags", "seconds_spent", "created_at"]
+    list_filter = ["source", "not_rankable", "item__project", "created_at"]
+    search_fields = ["annotator__username", "external_annotator", "item__external_id", "comment"]
+    raw_id_fields = ["item", "annotator", "import_batch"]
+    list_select_related = ["item", "annotator"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="by")
+    def who(self, ranking):
+        return ranking.annotator or ranking.external_annotator or "import"
+
+    @admin.display(boolean=True, description="flags")
+    def has_flags(self, ranking):
+        return bool(ranking.flags)
+
+
+@admin.register(ImportBatch)
+class ImportBatchAdmin(admin.ModelAdmin):
+    list_display = [
+        "file_name",
+        "project",
+        "format",
+        "items_created",
+        "rankings_created",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["format", "project"]
+    search_fields = ["file_name", "sha256"]
+    readonly_fields = [field.name for field in ImportBatch._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "item", "annotator", "status", "created_at", "expires_at", "finished_at"]
+    list_filter = ["status", "project"]
+    search_fields = ["annotator__username", "item__external_id"]
+    raw_id_fields = ["item", "annotator", "ranking"]
+    list_select_related = ["item", "annotator"]
+
+
+@admin.register(ExportSnapshot)
+class ExportSnapshotAdmin(admin.ModelAdmin):
+    list_display = ["project", "format", "row_count", "item_count", "sha256", "created_at"]
+    list_filter = ["format", "project"]
+    readonly_fields = [field.name for field in ExportSnapshot._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
