@@ -43,3 +43,113 @@ def staff_client(staff):
     client = APIClient()
     client.force_authenticate(staff)
     return client
+
+
+def _database_url_for_children() -> str:
+    """The URL of the database this test uses (the test database), for child processes."""
+    from django.db import connection
+
+    params = connection.settings_dict
+    user = params.get("USER") or "postgres"
+    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
+    host = params.get("HOST") or "127.0.0.1"
+    port = params.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{params['NAME']}"
+
+
+def child_process_env(**overrides: str) -> dict[str, str]:
+    """Environment for a server, worker or command started by a test: same settings, the test database."""
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "rewardlab.settings",
+            "DATABASE_URL": _database_url_for_children(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "DEBUG": "1",
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "MODEL_ROOT": str(settings.MODEL_ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+class LiveWorker:
+    """A real `celery worker` process consuming the given queues."""
+
+    def __init__(self, process, hostname: str, log_path):
+        self.process = process
+        self.hostname = hostname
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def live_celery_worker(transactional_db, tmp_path):
+    """Start real Celery worker processes on the test database and the real broker.
+
+    Call it: `worker = live_celery_worker(queues="default")`; each is stopped after the test.
+    The broker must be Redis (CELERY_BROKER_URL); queues are purged first so no stale task runs.
+    """
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    from rewardlab.celery import app
+
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.fail("live_celery_worker needs CELERY_BROKER_URL=redis://...; `make test` sets it.")
+    started: list[LiveWorker] = []
+
+    def start(
+        queues: str = "default", concurrency: int = 1, extra_args: tuple[str, ...] = (), **env
+    ) -> LiveWorker:
+        with app.connection_for_write() as connection:
+            for queue in queues.split(","):
+                connection.default_channel.queue_purge(queue)
+        hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
+        log_path = tmp_path / f"worker-{hostname.split('@')[0]}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "rewardlab", "worker",
+            "--queues", queues, "--concurrency", str(concurrency), "--hostname", hostname,
+            "--loglevel", "info", "--without-gossip", "--without-mingle", *extra_args,
+        ]  # fmt: skip
+        log_file = log_path.open("w")
+        process = subprocess.Popen(
+            command,
+            env=child_process_env(**env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        worker = LiveWorker(process, hostname, log_path)
+        started.append(worker)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"Celery worker exited with {process.returncode}:\n{worker.log()}")
+            if app.control.ping(destination=[hostname], timeout=1.0):
+                return worker
+        pytest.fail(f"Celery worker did not answer a ping within 90 s:\n{worker.log()}")
+
+    yield start
+    for worker in started:
+        worker.stop()
