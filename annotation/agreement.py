@@ -1,0 +1,176 @@
+"""How much annotators agree: Kendall's τ-b, Krippendorff's α (ordinal) and agreement with the others.
+
+Pure functions over rankings written as tie groups, best first (`[[12], [14, 15], [13]]`); nothing here
+touches the database, so a whole project can be fed through `ProjectAgreement` one item at a time.
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+Ranking = Sequence[Sequence[Hashable]]
+
+
+def rank_levels(ranking: Ranking) -> dict[Hashable, int]:
+    """Each ranked answer's tie-group level, 1 for the best group."""
+    return {answer: level for level, group in enumerate(ranking, start=1) for answer in group}
+
+
+def kendall_tau_b(first: Ranking, second: Ranking) -> float | None:
+    """Kendall's τ-b between two rankings over the answers both ranked; None when it is undefined."""
+    a, b = rank_levels(first), rank_levels(second)
+    shared = [answer for answer in a if answer in b]
+    concordant = discordant = tied_first = tied_second = 0
+    for x, y in combinations(shared, 2):
+        da, db = a[x] - a[y], b[x] - b[y]
+        if da == 0:
+            tied_first += 1
+        if db == 0:
+            tied_second += 1
+        if da and db:
+            if (da > 0) == (db > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    total = len(shared) * (len(shared) - 1) // 2
+    denominator = math.sqrt((total - tied_first) * (total - tied_second))
+    if denominator == 0:
+        return None
+    return (concordant - discordant) / denominator
+
+
+class OrdinalAlpha:
+    """Krippendorff's α with the ordinal metric, accumulated one unit at a time (coincidence matrix)."""
+
+    def __init__(self) -> None:
+        self.coincidences: dict[tuple[int, int], float] = defaultdict(float)
+
+    def add_unit(self, values: Sequence[int]) -> None:
+        """Add one unit: the values the coders who coded it gave (missing values left out)."""
+        m = len(values)
+        if m < 2:
+            return  # an unpairable unit carries no information about agreement
+        for i, c in enumerate(values):
+            for j, k in enumerate(values):
+                if i != j:
+                    self.coincidences[(c, k)] += 1 / (m - 1)
+
+    def alpha(self) -> float | None:
+        """α = 1 − D_o / D_e; None without pairable values or when every value is the same."""
+        totals: dict[int, float] = defaultdict(float)
+        for (c, _), count in self.coincidences.items():
+            totals[c] += count
+        n = sum(totals.values())
+        if n <= 1:
+            return None
+        values = sorted(totals)
+        position = {value: index for index, value in enumerate(values)}
+        cumulative = [0.0]
+        for value in values:
+            cumulative.append(cumulative[-1] + totals[value])
+
+        def distance(c: int, k: int) -> float:
+            low, high = sorted((position[c], position[k]))
+            between = cumulative[high + 1] - cumulative[low]
+            return (between - (totals[c] + totals[k]) / 2) ** 2
+
+        observed = sum(count * distance(c, k) for (c, k), count in self.coincidences.items())
+        expected = sum(totals[c] * totals[k] * distance(c, k) for c in values for k in values) / (n - 1)
+        if expected == 0:
+            return None
+        return 1 - observed / expected
+
+
+def krippendorff_alpha_ordinal(units: Iterable[Sequence[int]]) -> float | None:
+    """Krippendorff's α (ordinal) over units, each the list of values its coders gave."""
+    accumulator = OrdinalAlpha()
+    for values in units:
+        accumulator.add_unit(values)
+    return accumulator.alpha()
+
+
+class Mean:
+    """A running mean that ignores undefined values."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, value: float | None) -> None:
+        """Count a value unless it is undefined."""
+        if value is not None:
+            self.total += value
+            self.count += 1
+
+    @property
+    def value(self) -> float | None:
+        """The mean, or None before any value."""
+        return self.total / self.count if self.count else None
+
+
+@dataclass(frozen=True)
+class AnnotatorAgreement:
+    """One annotator against the consensus of the others, over `items` items shared with them."""
+
+    annotator: str
+    items: int
+    tau_b: float | None
+
+
+@dataclass(frozen=True)
+class AgreementSummary:
+    """A project's agreement figures."""
+
+    items: int
+    comparisons: int
+    mean_tau_b: float | None
+    alpha_ordinal: float | None
+    annotators: list[AnnotatorAgreement]
+
+
+class ProjectAgreement:
+    """Feed items one at a time (`add_item`), then read `summary()`; memory grows with annotators only."""
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.tau = Mean()
+        self.alpha = OrdinalAlpha()
+        self.per_annotator: dict[str, Mean] = defaultdict(Mean)
+        self.per_annotator_items: dict[str, int] = defaultdict(int)
+
+    def add_item(self, rankings: Mapping[str, Ranking], candidates: Sequence[Hashable] = ()) -> None:
+        """Add one item's rankings by annotator; `candidates` fixes the tie-break order of its answers."""
+        # Imported here: consensus builds on this module's τ-b.
+        from .consensus import ranked_pairs
+
+        rankings = {who: ranking for who, ranking in rankings.items() if any(ranking)}
+        if len(rankings) < 2:
+            return
+        self.items += 1
+        for first, second in combinations(rankings.values(), 2):
+            self.tau.add(kendall_tau_b(first, second))
+        levels = [rank_levels(ranking) for ranking in rankings.values()]
+        answers = {answer for level in levels for answer in level}
+        for answer in sorted(answers, key=str):
+            self.alpha.add_unit([level[answer] for level in levels if answer in level])
+        for who, ranking in rankings.items():
+            others = [other for name, other in rankings.items() if name != who]
+            consensus = ranked_pairs(others, candidates=candidates)
+            self.per_annotator[who].add(kendall_tau_b(ranking, consensus))
+            self.per_annotator_items[who] += 1
+
+    def summary(self) -> AgreementSummary:
+        """The figures so far."""
+        annotators = [
+            AnnotatorAgreement(annotator=who, items=self.per_annotator_items[who], tau_b=mean.value)
+            for who, mean in sorted(self.per_annotator.items())
+        ]
+        return AgreementSummary(
+            items=self.items,
+            comparisons=self.tau.count,
+            mean_tau_b=self.tau.value,
+            alpha_ordinal=self.alpha.alpha(),
+            annotators=annotators,
+        )
