@@ -1,1 +1,152 @@
-"""Training runs and the reward-model versions they produce (see the training issue)."""
+"""Training runs and the reward-model versions they produce."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotation.models import ExportSnapshot, Project
+
+
+class TrainingRun(models.Model):
+    """One execution of the training engine on a fresh export of a project's rankings."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        ADMIN = "admin", "Admin"
+        API = "api", "API"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    export_snapshot = models.ForeignKey(
+        ExportSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    )
+    # The engine's arguments as run (project defaults merged with per-run overrides).
+    arguments = models.JSONField(default=dict, blank=True)
+    # The newest ranking id the export covered: the schedule counts newer rankings than this.
+    last_ranking_id = models.BigIntegerField(null=True, blank=True)
+    train_row_count = models.PositiveIntegerField(default=0)
+    eval_row_count = models.PositiveIntegerField(default=0)
+
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    epoch = models.FloatField(default=0)
+    # [[step, loss], ...], thinned so that long runs stay a few hundred points.
+    loss_history = models.JSONField(default=list, blank=True)
+    # The engine's last "eval" event and its final "result" event.
+    eval_metrics = models.JSONField(default=dict, blank=True)
+    result_metrics = models.JSONField(default=dict, blank=True)
+    log_tail = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    # Where the engine runs, so that cancel and the reaper can reach its process group.
+    worker_hostname = models.CharField(max_length=255, blank=True)
+    process_id = models.IntegerField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # The database, not a check in Python, guarantees one queued-or-running run per project.
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(status__in=["queued", "running"]),
+                name="training_run_one_active_per_project",
+            ),
+            models.CheckConstraint(
+                condition=Q(step__lte=models.F("total_steps")) | Q(total_steps=0),
+                name="training_run_step_within_total",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status", "-created_at"], name="training_run_project_idx"),
+            models.Index(fields=["status", "heartbeat_at"], name="training_run_heartbeat_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} of {self.project} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        """Queued or running."""
+        return self.status in self.ACTIVE_STATUSES
+
+    @property
+    def progress_percent(self) -> int:
+        """How far through its steps the run is, 0-100."""
+        if self.status == self.Status.SUCCEEDED:
+            return 100
+        if not self.total_steps:
+            return 0
+        return min(100, round(100 * self.step / self.total_steps))
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Wall time from start to finish (or to the last heartbeat while running)."""
+        end = self.finished_at or self.heartbeat_at
+        if not self.started_at or not end:
+            return None
+        return (end - self.started_at).total_seconds()
+
+
+class RewardModel(models.Model):
+    """A trained reward model: one version per successful run, at most one active per project."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="reward_models")
+    version = models.PositiveIntegerField()
+    training_run = models.OneToOneField(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="reward_model"
+    )
+    artifact_path = models.CharField(max_length=1000, help_text="Directory the engine saved the model to.")
+    base_model = models.CharField(max_length=500, blank=True)
+    # Pairwise accuracy and friends on the project's fixed evaluation split, at training time.
+    metrics = models.JSONField(default=dict, blank=True)
+    pairwise_accuracy = models.FloatField(null=True, blank=True)
+    eval_pairs = models.PositiveIntegerField(default=0)
+    # What the active model scored on this version's evaluation data, for the promotion decision.
+    compared_with = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    compared_accuracy = models.FloatField(null=True, blank=True)
+    is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    not_active_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="reward_model_version_unique"),
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(is_active=True), name="reward_model_one_active_per_project"
+            ),
+            models.CheckConstraint(
+                condition=Q(pairwise_accuracy__isnull=True)
+                | Q(pairwise_accuracy__gte=0, pairwise_accuracy__lte=1),
+                name="reward_model_accuracy_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} v{self.version}{' (active)' if self.is_active else ''}"
