@@ -2,8 +2,9 @@
 
 from django.urls import path
 
-from . import views
+from . import rank_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("projects/<int:project_id>/rank/", rank_views.rank, name="rank"),
 ]

@@ -1,0 +1,33 @@
+"""The annotator's ranking page: a server-rendered shell whose script drives the work API."""
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from .markdown import render_markdown
+from .models import Project
+
+
+@login_required
+@ensure_csrf_cookie
+def rank(request, project_id: int):
+    """The page where an annotator ranks one item after another in a project."""
+    project = get_object_or_404(Project, pk=project_id, is_active=True)
+    settings_for_script = {
+        "project_id": project.pk,
+        "allow_ties": project.allow_ties,
+        "flag_labels": list(project.flag_labels or []),
+        "next_url": f"/api/projects/{project.pk}/next/",
+        "progress_url": f"/api/projects/{project.pk}/progress/",
+        "submit_url_template": "/api/assignments/{id}/submit/",
+        "skip_url_template": "/api/assignments/{id}/skip/",
+    }
+    return render(
+        request,
+        "annotation/rank.html",
+        {
+            "project": project,
+            "guidelines_html": render_markdown(project.guidelines),
+            "rank_settings": settings_for_script,
+        },
+    )

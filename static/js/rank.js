@@ -1,0 +1,519 @@
+/* The ranking page: fetches an assignment, lets the annotator order the answers by drag and drop or
+ * keyboard, and posts the ranking to the work API. No build step; SortableJS is the only library. */
+(function () {
+  "use strict";
+
+  const settings = JSON.parse(document.getElementById("rank-settings").textContent);
+  const $ = (selector, root) => (root || document).querySelector(selector);
+  const csrfToken = $("input[name=csrfmiddlewaretoken]").value;
+
+  const ui = {
+    loading: $("[data-loading]"),
+    done: $("[data-done]"),
+    doneMessage: $("[data-done-message]"),
+    work: $("[data-work]"),
+    turns: $("[data-turns]"),
+    answers: $("[data-answers]"),
+    alert: $("[data-alert]"),
+    status: $("[data-status]"),
+    notRankable: $("[data-not-rankable]"),
+    comment: $("[data-comment]"),
+    commentBox: $("[data-comment-box]"),
+    guidelines: $("[data-guidelines]"),
+    keys: $("[data-keys]"),
+    template: $("[data-answer-template]"),
+  };
+  const ROLE_NAMES = { system: "System", user: "User", assistant: "Assistant" };
+  const COLLAPSE_ABOVE_PX = 360;
+
+  // The current item. `groups` is the ranking being built: tie groups of answer ids, best first.
+  let assignment = null;
+  let groups = [];
+  let cards = new Map();
+  let flags = new Map();
+  let shownAt = 0;
+  let busy = false;
+
+  // ---- talking to the API ----
+
+  async function post(url, body) {
+    const response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken },
+      body: JSON.stringify(body || {}),
+    });
+    let payload = null;
+    try {
+      payload = await response.json();
+    } catch (error) {
+      payload = null;
+    }
+    if (!response.ok) {
+      throw new Error(messageFrom(payload) || `The server answered ${response.status} ${response.statusText}.`);
+    }
+    return payload;
+  }
+
+  function messageFrom(payload) {
+    if (!payload) return "";
+    if (typeof payload.detail === "string") return payload.detail;
+    // DRF field errors: {"order": ["..."]}.
+    return Object.entries(payload)
+      .map(([field, errors]) => `${field}: ${[].concat(errors).join(" ")}`)
+      .join(" ");
+  }
+
+  function showError(message) {
+    ui.alert.textContent = message;
+    ui.alert.hidden = false;
+  }
+
+  function clearError() {
+    ui.alert.hidden = true;
+    ui.alert.textContent = "";
+  }
+
+  function setBusy(value) {
+    busy = value;
+    ui.work.classList.toggle("is-busy", value);
+    ui.work.querySelectorAll("[data-action=submit], [data-action=skip]").forEach((button) => {
+      button.disabled = value;
+    });
+  }
+
+  async function loadNext() {
+    setBusy(true);
+    try {
+      const payload = await post(settings.next_url);
+      showProgress(payload.progress);
+      if (payload.assignment) {
+        showAssignment(payload.assignment);
+      } else {
+        showDone(payload.message);
+      }
+    } catch (error) {
+      ui.loading.hidden = true;
+      showError(error.message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  async function submit() {
+    if (!assignment || busy) return;
+    clearError();
+    const notRankable = ui.notRankable.checked;
+    const body = {
+      order: notRankable ? [] : groups.map((group) => group.slice()),
+      not_rankable: notRankable,
+      flags: flagsPayload(),
+      comment: ui.comment.value.trim(),
+      seconds_spent: Math.round((performance.now() - shownAt) / 100) / 10,
+    };
+    setBusy(true);
+    try {
+      await post(settings.submit_url_template.replace("{id}", assignment.id), body);
+      announce("Ranking saved. Loading the next item…");
+    } catch (error) {
+      setBusy(false);
+      showError(error.message);
+      return;
+    }
+    await loadNext();
+  }
+
+  async function skip() {
+    if (!assignment || busy) return;
+    clearError();
+    setBusy(true);
+    try {
+      await post(settings.skip_url_template.replace("{id}", assignment.id));
+      announce("Item skipped. Loading the next item…");
+    } catch (error) {
+      setBusy(false);
+      showError(error.message);
+      return;
+    }
+    await loadNext();
+  }
+
+  function flagsPayload() {
+    const result = {};
+    flags.forEach((labels, answerId) => {
+      if (labels.size) result[String(answerId)] = Array.from(labels);
+    });
+    return result;
+  }
+
+  function announce(message) {
+    ui.status.textContent = message;
+  }
+
+  // ---- showing an item ----
+
+  function showProgress(progress) {
+    if (!progress) return;
+    document.querySelectorAll("[data-progress]").forEach((element) => {
+      const value = progress[element.dataset.progress];
+      element.textContent = value === undefined || value === null ? "–" : String(value);
+    });
+    const bar = $("[data-progress-bar]");
+    const share = progress.project_wanted ? Math.min(1, progress.project_done / progress.project_wanted) : 0;
+    bar.style.width = `${(share * 100).toFixed(1)}%`;
+  }
+
+  function showDone(message) {
+    assignment = null;
+    ui.loading.hidden = true;
+    ui.work.hidden = true;
+    ui.doneMessage.textContent = message || "No more items to rank in this project. Thank you!";
+    ui.done.hidden = false;
+    announce(ui.doneMessage.textContent);
+  }
+
+  function showAssignment(next) {
+    const sameItem = assignment && assignment.id === next.id;
+    assignment = next;
+    ui.loading.hidden = true;
+    ui.done.hidden = true;
+    ui.work.hidden = false;
+    renderTurns(next.conversation || []);
+    if (!sameItem) {
+      groups = next.answers.map((answer) => [answer.id]);
+      flags = new Map(next.answers.map((answer) => [answer.id, new Set()]));
+      ui.notRankable.checked = false;
+      ui.comment.value = "";
+      ui.commentBox.open = false;
+      shownAt = performance.now();
+    }
+    renderAnswers(next.answers);
+    ui.work.classList.toggle("is-not-rankable", ui.notRankable.checked);
+    window.scrollTo(0, 0);
+    const first = ui.answers.firstElementChild;
+    if (first) first.focus({ preventScroll: true });
+  }
+
+  function setRichText(element, html, text) {
+    // `html` comes from the server's Markdown renderer, which escapes raw HTML and sanitises the
+    // result; anything else is inserted as text.
+    if (typeof html === "string") {
+      element.innerHTML = html;
+    } else {
+      element.textContent = text || "";
+    }
+  }
+
+  function renderTurns(conversation) {
+    ui.turns.replaceChildren();
+    conversation.forEach((turn) => {
+      const item = document.createElement("li");
+      const role = ROLE_NAMES[turn.role] ? turn.role : "user";
+      item.className = `turn turn-${role}`;
+      const label = document.createElement("div");
+      label.className = "turn-role";
+      label.textContent = ROLE_NAMES[role];
+      const body = document.createElement("div");
+      body.className = "turn-body markdown";
+      setRichText(body, turn.html, turn.content);
+      item.append(label, body);
+      ui.turns.append(item);
+    });
+  }
+
+  function renderAnswers(answers) {
+    cards = new Map();
+    ui.answers.replaceChildren();
+    answers.forEach((answer, index) => {
+      const card = ui.template.content.firstElementChild.cloneNode(true);
+      card.dataset.id = String(answer.id);
+      $("[data-label]", card).textContent = `Answer ${String.fromCharCode(65 + (index % 26))}`;
+      setRichText($("[data-body]", card), answer.html, answer.text);
+      renderFlagChoices(card, answer.id);
+      cards.set(answer.id, card);
+    });
+    placeCards();
+    // Measure after the cards are in the page: only then do they have a height.
+    cards.forEach((card) => {
+      const body = $("[data-body]", card);
+      const expand = $("[data-expand]", card);
+      const long = body.scrollHeight > COLLAPSE_ABOVE_PX + 40;
+      body.classList.toggle("is-collapsed", long);
+      expand.hidden = !long;
+      expand.textContent = "Show all";
+    });
+  }
+
+  function renderFlagChoices(card, answerId) {
+    const fieldset = $("[data-flags]", card);
+    if (!settings.flag_labels.length) {
+      fieldset.remove();
+      return;
+    }
+    settings.flag_labels.forEach((label) => {
+      const choice = document.createElement("label");
+      choice.className = "flag";
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = label;
+      box.checked = flags.get(answerId).has(label);
+      box.addEventListener("change", () => {
+        if (box.checked) flags.get(answerId).add(label);
+        else flags.get(answerId).delete(label);
+        choice.classList.toggle("is-on", box.checked);
+      });
+      const text = document.createElement("span");
+      text.textContent = label;
+      choice.append(box, text);
+      choice.classList.toggle("is-on", box.checked);
+      fieldset.append(choice);
+    });
+  }
+
+  // Puts the cards in the order of `groups` and labels ranks and ties.
+  function placeCards(keepFocusOn) {
+    groups.forEach((group, groupIndex) => {
+      group.forEach((answerId, memberIndex) => {
+        const card = cards.get(answerId);
+        ui.answers.append(card);
+        const tied = memberIndex > 0;
+        $("[data-rank]", card).textContent = String(groupIndex + 1);
+        $("[data-tie-chip]", card).hidden = !tied;
+        card.classList.toggle("is-tied", tied);
+        card.classList.toggle("has-tie-below", memberIndex < group.length - 1);
+        card.dataset.rank = String(groupIndex + 1);
+        const tieButton = $("[data-tie]", card);
+        if (tieButton) {
+          tieButton.textContent = tied ? "Untie" : "= Tie";
+          tieButton.disabled = !tied && groupIndex === 0;
+          tieButton.setAttribute("aria-label", tied ? "Untie from the answer above" : "Tie with the answer above");
+        }
+        card.setAttribute(
+          "aria-label",
+          `${$("[data-label]", card).textContent}, rank ${groupIndex + 1} of ${groups.length}${tied ? ", tied with the answer above" : ""}`
+        );
+      });
+    });
+    if (keepFocusOn) cards.get(keepFocusOn).focus();
+  }
+
+  // ---- changing the ranking ----
+
+  function locate(answerId) {
+    for (let groupIndex = 0; groupIndex < groups.length; groupIndex += 1) {
+      const memberIndex = groups[groupIndex].indexOf(answerId);
+      if (memberIndex !== -1) return { groupIndex, memberIndex };
+    }
+    return null;
+  }
+
+  function takeOut(answerId) {
+    const { groupIndex } = locate(answerId);
+    groups[groupIndex] = groups[groupIndex].filter((id) => id !== answerId);
+    if (!groups[groupIndex].length) groups.splice(groupIndex, 1);
+  }
+
+  function moveBy(answerId, step) {
+    const { groupIndex } = locate(answerId);
+    const group = groups[groupIndex];
+    if (group.length > 1) {
+      // Leaving a tie: the answer becomes its own rank just above or below the group.
+      takeOut(answerId);
+      groups.splice(step < 0 ? groupIndex : groupIndex + 1, 0, [answerId]);
+    } else {
+      const target = groupIndex + step;
+      if (target < 0 || target >= groups.length) return;
+      [groups[groupIndex], groups[target]] = [groups[target], groups[groupIndex]];
+    }
+    changed(answerId);
+  }
+
+  function moveTo(answerId, rank) {
+    takeOut(answerId);
+    groups.splice(Math.min(rank - 1, groups.length), 0, [answerId]);
+    changed(answerId);
+  }
+
+  function toggleTie(answerId) {
+    if (!settings.allow_ties) return;
+    const { groupIndex, memberIndex } = locate(answerId);
+    if (memberIndex > 0) {
+      takeOut(answerId);
+      groups.splice(groupIndex + 1, 0, [answerId]);
+      changed(answerId, "Untied.");
+    } else if (groupIndex > 0) {
+      const above = groups[groupIndex - 1];
+      takeOut(answerId);
+      above.push(answerId);
+      changed(answerId, "Tied with the answer above.");
+    } else {
+      announce("The best answer has nothing above it to tie with.");
+    }
+  }
+
+  function changed(answerId, message) {
+    placeCards(answerId);
+    const { groupIndex } = locate(answerId);
+    const label = $("[data-label]", cards.get(answerId)).textContent;
+    announce(message || `${label} is now rank ${groupIndex + 1} of ${groups.length}.`);
+  }
+
+  // After a drag the moved answer stands alone at its new place; the others keep their ties unless the
+  // drop split their group.
+  function adoptDomOrder(movedId) {
+    const groupOf = new Map();
+    groups.forEach((group, index) => group.forEach((id) => groupOf.set(id, index)));
+    const order = Array.from(ui.answers.children).map((card) => Number(card.dataset.id));
+    const rebuilt = [];
+    let previous = null;
+    order.forEach((id) => {
+      const joinsPrevious =
+        previous !== null && id !== movedId && previous !== movedId && groupOf.get(id) === groupOf.get(previous);
+      if (joinsPrevious) rebuilt[rebuilt.length - 1].push(id);
+      else rebuilt.push([id]);
+      previous = id;
+    });
+    groups = rebuilt;
+    changed(movedId);
+  }
+
+  // ---- wiring ----
+
+  if (window.Sortable) {
+    window.Sortable.create(ui.answers, {
+      animation: 150,
+      handle: ".answer-head",
+      filter: "button, input",
+      preventOnFilter: false,
+      // Pointer-driven dragging behaves the same with a mouse, a pen and a finger.
+      forceFallback: true,
+      fallbackTolerance: 4,
+      ghostClass: "is-ghost",
+      chosenClass: "is-chosen",
+      dragClass: "is-dragging",
+      onEnd: (event) => {
+        if (event.oldIndex !== event.newIndex) adoptDomOrder(Number(event.item.dataset.id));
+      },
+    });
+  }
+
+  ui.answers.addEventListener("click", (event) => {
+    const card = event.target.closest(".answer-card");
+    if (!card) return;
+    const answerId = Number(card.dataset.id);
+    const move = event.target.closest("[data-move]");
+    if (move) moveBy(answerId, move.dataset.move === "up" ? -1 : 1);
+    if (event.target.closest("[data-tie]")) toggleTie(answerId);
+    if (event.target.closest("[data-expand]")) toggleExpand(card);
+  });
+
+  function toggleExpand(card) {
+    const body = $("[data-body]", card);
+    const expand = $("[data-expand]", card);
+    if (expand.hidden) return;
+    const collapsed = body.classList.toggle("is-collapsed");
+    expand.textContent = collapsed ? "Show all" : "Show less";
+    expand.setAttribute("aria-expanded", String(!collapsed));
+  }
+
+  ui.notRankable.addEventListener("change", () => {
+    ui.work.classList.toggle("is-not-rankable", ui.notRankable.checked);
+  });
+
+  ui.work.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submit();
+  });
+
+  document.addEventListener("click", (event) => {
+    const action = event.target.closest("[data-action]");
+    if (!action) return;
+    const name = action.dataset.action;
+    if (name === "skip") skip();
+    if (name === "guidelines") ui.guidelines.showModal();
+    if (name === "keys") ui.keys.showModal();
+    if (name === "close") action.closest("dialog").close();
+  });
+
+  // Clicking the backdrop of a dialog closes it.
+  [ui.guidelines, ui.keys].forEach((dialog) => {
+    dialog.addEventListener("click", (event) => {
+      if (event.target === dialog) dialog.close();
+    });
+  });
+
+  function focusCard(step) {
+    const list = Array.from(ui.answers.children);
+    if (!list.length) return;
+    const current = document.activeElement.closest ? document.activeElement.closest(".answer-card") : null;
+    const index = current ? list.indexOf(current) : -1;
+    const target = index === -1 ? 0 : Math.max(0, Math.min(list.length - 1, index + step));
+    list[target].focus();
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+    if (document.querySelector("dialog[open]")) return;
+    const target = event.target;
+    const typing = target.matches("textarea, input[type=text], input:not([type]), select, [contenteditable]");
+    if (typing) return;
+    const key = event.key;
+    const card = target.classList && target.classList.contains("answer-card") ? target : null;
+
+    if (key === "Enter") {
+      // Buttons, links and the comment toggle keep their own Enter.
+      if (target.matches("button, a, summary")) return;
+      event.preventDefault();
+      submit();
+      return;
+    }
+    if (!assignment || ui.work.hidden) return;
+
+    if (card) {
+      const answerId = Number(card.dataset.id);
+      if (key === "ArrowUp" || key === "ArrowDown") {
+        event.preventDefault();
+        moveBy(answerId, key === "ArrowUp" ? -1 : 1);
+        return;
+      }
+      if (/^[1-9]$/.test(key)) {
+        event.preventDefault();
+        moveTo(answerId, Number(key));
+        return;
+      }
+      if (key === "t" || key === "T") {
+        event.preventDefault();
+        toggleTie(answerId);
+        return;
+      }
+      if (key === "e" || key === "E") {
+        event.preventDefault();
+        toggleExpand(card);
+        return;
+      }
+    }
+    if (key === "j" || key === "J") {
+      event.preventDefault();
+      focusCard(1);
+    } else if (key === "k" || key === "K") {
+      event.preventDefault();
+      focusCard(-1);
+    } else if (key === "s" || key === "S") {
+      event.preventDefault();
+      skip();
+    } else if (key === "n" || key === "N") {
+      event.preventDefault();
+      ui.notRankable.checked = !ui.notRankable.checked;
+      ui.notRankable.dispatchEvent(new Event("change"));
+      announce(ui.notRankable.checked ? "Marked: none of these answers is acceptable." : "Unmarked.");
+    } else if (key === "g" || key === "G") {
+      event.preventDefault();
+      ui.guidelines.showModal();
+    } else if (key === "?") {
+      event.preventDefault();
+      ui.keys.showModal();
+    }
+  });
+
+  loadNext();
+})();
