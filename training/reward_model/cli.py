@@ -1,0 +1,231 @@
+"""Command line of the reward-model engine: `python -m training.reward_model {train,evaluate,score}`.
+
+Output protocol (for a parent process such as the web app's job runner)
+----------------------------------------------------------------------
+stdout carries only JSON objects, one per line, each with an "event" key; tqdm bars, warnings and logs go
+to stderr. A parent reads stdout line by line:
+
+``train``
+    {"event": "start", "command": "train", "arguments": {...}}
+    {"event": "data", "train_groups": n, "eval_groups": n, "train_answers": n, "train_pairs": n,
+     "truncated_answers": n, "skipped_rows": {reason: count}, "rows": n}
+    {"event": "progress", "step": n, "total_steps": N, "epoch": float, "loss": x, "lr": x,
+     "elapsed_seconds": s}                       every --log-every optimizer steps and at the last step
+    {"event": "epoch", "epoch": e, "seconds": s, "step": n}
+    {"event": "eval", "epoch": e, "step": n, "pairwise_accuracy": x, "pairs": n, "items": n,
+     "best_vs_worst_accuracy": x, "ranked_items": n, "kendall_tau": x}       after each epoch
+    {"event": "result", "output_dir": ..., "train_seconds": s, "answers_per_second": x,
+     "tokens_per_second": x, "peak_memory_mb": x, "eval": {...metrics...}, ...}       always the last line
+``evaluate``
+    one line: {"event": "result", "pairwise_accuracy": x, "pairs": n, "items": n, ...}
+``score``
+    one line per answer: {"event": "score", "group_id": ..., "answer_id": ..., "answer_index": k,
+    "reward": x}, then {"event": "result", "answers": n, "groups": n}
+
+On failure the last line is {"event": "error", "error": "<message>"} and the exit status is 1 (2 for bad
+arguments). Only the main process prints under torchrun / accelerate launch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .data import FORMATS, ReadReport, file_sha256, read_groups, split_groups
+from .loss import LOSSES
+
+
+def _emit(event: dict[str, Any]) -> None:
+    # Only rank 0 speaks, so a parent reading stdout sees one stream even under torchrun.
+    if os.environ.get("RANK", "0") != "0":
+        return
+    sys.stdout.write(json.dumps(event, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of all three commands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.reward_model", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a reward model on preference data")
+    t.add_argument(
+        "--data", required=True, help="rankings / consensus / pairs / pairs-chat (.jsonl[.gz], .parquet)"
+    )
+    t.add_argument("--format", default="auto", choices=FORMATS)
+    t.add_argument(
+        "--base-model", default=None, help="hub id or local path (default: packaged all-MiniLM-L6-v2)"
+    )
+    t.add_argument("--output", required=True, help="directory for the trained model")
+    t.add_argument("--epochs", type=int, default=1)
+    t.add_argument("--lr", type=float, default=5e-5)
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--warmup-ratio", type=float, default=0.0)
+    t.add_argument("--max-length", type=int, default=512)
+    t.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per micro-batch")
+    t.add_argument("--max-groups-per-batch", type=int, default=None)
+    t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    t.add_argument("--eval-fraction", type=float, default=0.1, help="held-out share, split by item id")
+    t.add_argument("--eval-data", default=None, help="separate held-out file (then no split of --data)")
+    t.add_argument("--loss", default="kwise", choices=LOSSES)
+    t.add_argument("--center-rewards-coefficient", type=float, default=None)
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument(
+        "--bf16", action=argparse.BooleanOptionalAction, default=None, help="default: on if CUDA has it"
+    )
+    t.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True)
+    t.add_argument("--gradient-checkpointing", action="store_true")
+    t.add_argument("--torch-compile", action="store_true")
+    t.add_argument("--attn-implementation", default=None, help="e.g. sdpa, flash_attention_2, eager")
+    t.add_argument("--max-grad-norm", type=float, default=1.0)
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--log-every", type=int, default=10)
+    t.add_argument("--no-progress-bar", action="store_true")
+
+    e = sub.add_parser("evaluate", help="held-out metrics of a trained model")
+    e.add_argument("--model", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--format", default="auto", choices=FORMATS)
+    e.add_argument("--batch-tokens", type=int, default=16384)
+    e.add_argument("--device", default=None)
+
+    s = sub.add_parser("score", help="reward of every answer in a file")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--format", default="auto", choices=FORMATS)
+    s.add_argument("--batch-tokens", type=int, default=16384)
+    s.add_argument("--device", default=None)
+    return parser
+
+
+def _read(path: str, fmt: str) -> tuple[list, ReadReport]:
+    report = ReadReport()
+    groups = read_groups(path, fmt, report)
+    return groups, report
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run `train` and return its result record."""
+    from .trainer import TrainConfig, train
+
+    _emit({"event": "start", "command": "train", "arguments": vars(args)})
+    groups, report = _read(args.data, args.format)
+    if args.eval_data:
+        train_groups = groups
+        eval_groups, eval_report = _read(args.eval_data, args.format)
+    else:
+        train_groups, eval_groups = split_groups(groups, args.eval_fraction)
+    _emit({"event": "read", "rows": report.rows, "groups": report.groups, "skipped_rows": report.skipped})
+    config = TrainConfig(
+        base_model=args.base_model,
+        output_dir=args.output,
+        epochs=args.epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio,
+        max_length=args.max_length,
+        batch_tokens=args.batch_tokens,
+        max_groups_per_batch=args.max_groups_per_batch,
+        grad_accum=args.grad_accum,
+        loss=args.loss,
+        center_rewards_coefficient=args.center_rewards_coefficient,
+        seed=args.seed,
+        bf16=args.bf16,
+        tf32=args.tf32,
+        gradient_checkpointing=args.gradient_checkpointing,
+        torch_compile=args.torch_compile,
+        attn_implementation=args.attn_implementation,
+        max_grad_norm=args.max_grad_norm or None,
+        max_steps=args.max_steps,
+        log_every=args.log_every,
+        show_progress_bar=not args.no_progress_bar,
+    )
+    extra = {
+        "data_file": str(Path(args.data).resolve()),
+        "data_sha256": file_sha256(args.data),
+        "eval_fraction": None if args.eval_data else args.eval_fraction,
+        "eval_data_file": args.eval_data,
+        "eval_data_sha256": file_sha256(args.eval_data) if args.eval_data else None,
+        "read_report": {"rows": report.rows, "groups": report.groups, "skipped": report.skipped},
+    }
+    return train(config, train_groups, eval_groups, on_event=_emit, extra_metadata=extra)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Run `evaluate` and return the metrics record."""
+    from .batching import encode_group
+    from .metrics import ranking_metrics
+    from .modeling import RewardScorer, score_encoded
+
+    scorer = RewardScorer(args.model, device=args.device, batch_tokens=args.batch_tokens)
+    groups, report = _read(args.data, args.format)
+    encoded = [encode_group(g, scorer.tokenizer, scorer.max_length) for g in groups]
+    scores = score_encoded(
+        scorer.model, encoded, scorer.tokenizer.pad_token_id, args.batch_tokens, scorer.device
+    )
+    metrics = ranking_metrics([g.pairs for g in groups], [g.ranking for g in groups], scores)
+    return {"event": "result", **metrics, "skipped_rows": report.skipped, "model": args.model}
+
+
+def cmd_score(args: argparse.Namespace) -> dict[str, Any]:
+    """Run `score`, printing one line per answer, and return the summary record."""
+    from .batching import encode_group
+    from .data import groups_from_records, iter_records, normalize_conversation
+    from .modeling import RewardScorer, score_encoded
+
+    scorer = RewardScorer(args.model, device=args.device, batch_tokens=args.batch_tokens)
+    # Scoring needs no preferences: unranked items are scored too, so read rows directly when possible.
+    groups = []
+    for n, record in enumerate(iter_records(args.data)):
+        if "answers" in record and not record.get("ranking"):
+            from .data import Group
+
+            answers = [a if isinstance(a, dict) else {"text": str(a)} for a in record["answers"]]
+            answers = [
+                {"id": str(a.get("id", k)), "text": str(a.get("text", ""))} for k, a in enumerate(answers)
+            ]
+            conv = normalize_conversation(record.get("conversation", record.get("prompt")))
+            groups.append(Group(str(record.get("item_id", record.get("id", n))), conv, answers, []))
+        else:
+            groups.extend(groups_from_records([record], fmt=args.format))
+    encoded = [encode_group(g, scorer.tokenizer, scorer.max_length) for g in groups]
+    scores = score_encoded(
+        scorer.model, encoded, scorer.tokenizer.pad_token_id, args.batch_tokens, scorer.device
+    )
+    n_answers = 0
+    for g, s in zip(groups, scores, strict=True):
+        for k, (answer, reward) in enumerate(zip(g.answers, s, strict=True)):
+            _emit(
+                {
+                    "event": "score",
+                    "group_id": g.id,
+                    "answer_id": answer["id"],
+                    "answer_index": k,
+                    "reward": reward,
+                }
+            )
+            n_answers += 1
+    return {"event": "result", "answers": n_answers, "groups": len(groups)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        result = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score}[args.command](args)
+    except Exception as exc:  # the parent needs a parseable last line whatever went wrong
+        logging.getLogger(__name__).exception("reward_model %s failed", args.command)
+        _emit({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    _emit(result)
+    return 0

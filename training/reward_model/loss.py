@@ -1,0 +1,99 @@
+"""K-wise ranking losses over rewards of answers that were each forwarded once.
+
+All functions return a (sum, count) pair as well as having mean wrappers, so gradient accumulation over
+micro-batches with different numbers of pairs can divide by the true total rather than averaging means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("kwise", "plackett-luce")
+
+
+def bradley_terry_terms(rewards: torch.Tensor, better: torch.Tensor, worse: torch.Tensor) -> torch.Tensor:
+    """Per-pair Bradley-Terry loss -log sigmoid(r_better - r_worse) for every ordered pair."""
+    return -F.logsigmoid(rewards[better] - rewards[worse])
+
+
+def centering_terms(rewards: torch.Tensor, better: torch.Tensor, worse: torch.Tensor) -> torch.Tensor:
+    """Per-pair reward-centring penalty (r_better + r_worse)^2, TRL's `center_rewards_coefficient` term."""
+    return (rewards[better] + rewards[worse]) ** 2
+
+
+def kwise_bradley_terry_loss(
+    rewards: torch.Tensor,
+    better: torch.Tensor,
+    worse: torch.Tensor,
+    center_rewards_coefficient: float | None = None,
+) -> torch.Tensor:
+    """Mean Bradley-Terry loss over all ordered pairs of the batch (+ optional centring); K=2 equals TRL."""
+    loss = bradley_terry_terms(rewards, better, worse).mean()
+    if center_rewards_coefficient:
+        loss = loss + center_rewards_coefficient * centering_terms(rewards, better, worse).mean()
+    return loss
+
+
+def plackett_luce_group_terms(
+    rewards: torch.Tensor, rankings: Sequence[Sequence[Sequence[int]]]
+) -> torch.Tensor:
+    """Per-group Plackett-Luce negative log-likelihood of its tie-group ranking, averaged over its choices.
+
+    Ties use Breslow's approximation: every answer of a tie group is "chosen" against the same set of
+    answers still in play (its own group and all worse ones). The last group chooses nothing.
+    """
+    terms = []
+    for ranking in rankings:
+        nll = rewards.new_zeros(())
+        choices = 0
+        for level in range(len(ranking) - 1):
+            remaining = [i for lv in ranking[level:] for i in lv]
+            idx = torch.as_tensor(remaining, device=rewards.device)
+            lse = torch.logsumexp(rewards[idx], dim=0)
+            chosen = torch.as_tensor(list(ranking[level]), device=rewards.device)
+            nll = nll + (lse - rewards[chosen]).sum()
+            choices += len(ranking[level])
+        if choices:
+            terms.append(nll / choices)
+    if not terms:
+        return rewards.new_zeros((0,))
+    return torch.stack(terms)
+
+
+def batch_loss_sum(
+    rewards: torch.Tensor,
+    better: torch.Tensor,
+    worse: torch.Tensor,
+    pair_group: torch.Tensor,
+    rankings: Sequence[Sequence[Sequence[int]] | None],
+    loss: str = "kwise",
+    center_rewards_coefficient: float | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Summed loss of one micro-batch and the number of terms it holds (divide by the total over a step).
+
+    `rankings[g]` holds group g's tie groups as indices into `rewards` (None when it has only pairs).
+    Bradley-Terry counts one term per pair; Plackett-Luce one term per ranked group, and groups without a
+    ranking fall back to their Bradley-Terry pairs.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
+    if loss == "kwise":
+        total = bradley_terry_terms(rewards, better, worse).sum()
+        count = int(better.numel())
+    else:
+        ranked = [r for r in rankings if r]
+        pl = plackett_luce_group_terms(rewards, ranked)
+        unranked_groups = [g for g, r in enumerate(rankings) if not r]
+        total, count = pl.sum(), int(pl.numel())
+        if unranked_groups:
+            mask = torch.isin(pair_group, torch.as_tensor(unranked_groups, device=pair_group.device))
+            total = total + bradley_terry_terms(rewards, better[mask], worse[mask]).sum()
+            count += int(mask.sum())
+    if center_rewards_coefficient and better.numel():
+        # Scaled so that, after dividing by `count`, it is the coefficient times the mean over pairs.
+        scale = count / better.numel()
+        total = total + center_rewards_coefficient * scale * centering_terms(rewards, better, worse).sum()
+    return total, count

@@ -1,0 +1,345 @@
+"""The training loop: Accelerate for devices, mixed precision and multi-GPU / multi-node; our own batches.
+
+Accelerate (rather than `transformers.Trainer`) because batches here are variable-sized token-budget
+batches of whole groups, and gradient accumulation must divide by the number of pairs in the whole step,
+not average per-micro-batch means. The same entry point runs under `torchrun` and `accelerate launch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .batching import EncodedGroup, collate, encode_group, plan_batches
+from .data import Group
+from .loss import LOSSES, batch_loss_sum
+from .metrics import ranking_metrics
+from .modeling import configure_reward_head, disable_dropout, load_base, save_reward_model, score_encoded
+from .text import uses_chat_template
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[dict[str, Any]], None]
+ENGINE_VERSION = "1"
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run; saved verbatim in the model metadata."""
+
+    base_model: str | None = None
+    output_dir: str | None = None
+    epochs: int = 1
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    max_length: int = 512
+    batch_tokens: int = 16384
+    max_groups_per_batch: int | None = None
+    grad_accum: int = 1
+    loss: str = "kwise"
+    center_rewards_coefficient: float | None = None
+    seed: int = 42
+    bf16: bool | None = None  # None: on when the GPU supports it
+    tf32: bool = True
+    gradient_checkpointing: bool = False
+    torch_compile: bool = False
+    attn_implementation: str | None = None
+    max_grad_norm: float | None = 1.0
+    disable_dropout: bool = True
+    log_every: int = 10
+    eval_every_epoch: bool = True
+    max_steps: int | None = None
+    show_progress_bar: bool = True
+
+
+def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    # ru_maxrss is KiB on Linux: the whole process's peak resident set.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
+
+
+def _step_term_count(batch: dict[str, Any], loss: str) -> int:
+    """Number of loss terms in a micro-batch, known before the forward (see `batch_loss_sum`)."""
+    if loss == "kwise":
+        return int(batch["better"].numel())
+    ranked = sum(1 for r in batch["rankings"] if r)
+    unranked = [g for g, r in enumerate(batch["rankings"]) if not r]
+    if not unranked:
+        return ranked
+    return ranked + int(torch.isin(batch["pair_group"], torch.tensor(unranked)).sum())
+
+
+def _shard(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
+    """This rank's batches; short ranks repeat early batches so every rank takes the same number of steps."""
+    if world == 1:
+        return batches
+    per_rank = math.ceil(len(batches) / world)
+    padded = batches + batches[: per_rank * world - len(batches)]
+    return padded[rank::world]
+
+
+def evaluate_groups(
+    model: Any, encoded: Sequence[EncodedGroup], pad_token_id: int, batch_tokens: int, accelerator: Any = None
+) -> dict[str, Any]:
+    """Held-out metrics of `model` on already encoded groups (sharded over processes when distributed)."""
+    device = next(model.parameters()).device
+    dtype = torch.bfloat16 if accelerator is not None and accelerator.mixed_precision == "bf16" else None
+    if accelerator is None or accelerator.num_processes == 1:
+        scores = score_encoded(model, encoded, pad_token_id, batch_tokens, device, dtype)
+        indices = list(range(len(encoded)))
+    else:
+        from accelerate.utils import gather_object
+
+        mine = list(range(accelerator.process_index, len(encoded), accelerator.num_processes))
+        part = score_encoded(model, [encoded[i] for i in mine], pad_token_id, batch_tokens, device, dtype)
+        gathered = gather_object([(i, s) for i, s in zip(mine, part, strict=True)])
+        by_index = dict(gathered)
+        indices = sorted(by_index)
+        scores = [by_index[i] for i in indices]
+    return ranking_metrics([encoded[i].pairs for i in indices], [encoded[i].ranking for i in indices], scores)
+
+
+def train(
+    config: TrainConfig,
+    train_groups: Sequence[Group],
+    eval_groups: Sequence[Group] = (),
+    on_event: EventSink | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a reward model on groups, evaluate on held-out groups, save it; return the result record."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    if config.loss not in LOSSES:
+        raise ValueError(f"unknown loss {config.loss!r}; expected one of {LOSSES}")
+    if not train_groups:
+        raise ValueError("no training groups: every row was left out or the file is empty")
+    if not config.base_model:
+        from .modeling import default_base_model
+
+        config = dataclasses.replace(config, base_model=default_base_model())
+    cuda = torch.cuda.is_available()
+    bf16 = config.bf16 if config.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
+    if cuda and config.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
+    emit: EventSink = (on_event or (lambda e: None)) if accelerator.is_main_process else (lambda e: None)
+
+    # Seed before the model is built: the new reward head's initial weights come from this RNG.
+    set_seed(config.seed)
+    model, tokenizer = load_base(config.base_model, config.attn_implementation)
+    if config.disable_dropout:
+        disable_dropout(model)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    pad_id = tokenizer.pad_token_id
+    device = accelerator.device
+    pad_multiple = 8 if device.type == "cuda" else 1
+
+    t0 = time.perf_counter()
+    train_enc = [encode_group(g, tokenizer, config.max_length) for g in train_groups]
+    eval_enc = [encode_group(g, tokenizer, config.max_length) for g in eval_groups]
+    truncated = sum(g.truncated for g in train_enc) + sum(g.truncated for g in eval_enc)
+    emit(
+        {
+            "event": "data",
+            "train_groups": len(train_enc),
+            "eval_groups": len(eval_enc),
+            "train_answers": sum(len(g.input_ids) for g in train_enc),
+            "train_pairs": sum(len(g.pairs) for g in train_enc),
+            "truncated_answers": truncated,
+            "tokenize_seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
+
+    plans = [
+        _shard(
+            plan_batches(
+                train_enc,
+                config.batch_tokens,
+                config.max_groups_per_batch,
+                shuffle=True,
+                seed=config.seed * 1000 + epoch,
+                pad_multiple=pad_multiple,
+            ),
+            accelerator.process_index,
+            accelerator.num_processes,
+        )
+        for epoch in range(config.epochs)
+    ]
+    steps_per_epoch = [math.ceil(len(p) / config.grad_accum) for p in plans]
+    total_steps = sum(steps_per_epoch)
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        fused=cuda,
+    )
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * total_steps), max(total_steps, 1)
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if config.torch_compile:
+        # dynamic=True: token-budget batches change shape every step; recompiling each time would be worse.
+        model = torch.compile(model, dynamic=True)
+    model.train()
+
+    train_seconds = 0.0
+    answers_seen = tokens_seen = padded_seen = 0
+    step = 0
+    last_loss = float("nan")
+    eval_metrics: dict[str, Any] = {}
+    bar = tqdm(
+        total=total_steps,
+        desc="train",
+        file=sys.stderr,
+        disable=not (accelerator.is_main_process and config.show_progress_bar),
+    )
+    done = False
+    for epoch in range(config.epochs):
+        plan = plans[epoch]
+        if cuda:
+            torch.cuda.synchronize()
+        epoch_start = time.perf_counter()
+        for start in range(0, len(plan), config.grad_accum):
+            if config.max_steps is not None and step >= config.max_steps:
+                done = True
+                break
+            micro = [
+                collate([train_enc[i] for i in idx], pad_id, pad_multiple)
+                for idx in plan[start : start + config.grad_accum]
+            ]
+            step_terms = sum(_step_term_count(b, config.loss) for b in micro) or 1
+            step_loss = 0.0
+            for k, batch in enumerate(micro):
+                inputs = {
+                    key: batch[key].to(device, non_blocking=True)
+                    for key in ("input_ids", "attention_mask", "token_type_ids")
+                    if key in batch
+                }
+                sync = k == len(micro) - 1
+                ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+                with ctx:
+                    rewards = model(**inputs).logits[:, 0].float()
+                    total, _ = batch_loss_sum(
+                        rewards,
+                        batch["better"].to(device),
+                        batch["worse"].to(device),
+                        batch["pair_group"].to(device),
+                        batch["rankings"],
+                        config.loss,
+                        config.center_rewards_coefficient,
+                    )
+                    accelerator.backward(total / step_terms)
+                step_loss += float(total.detach()) / step_terms
+                answers_seen += int(batch["input_ids"].shape[0])
+                tokens_seen += batch["n_tokens"]
+                padded_seen += int(batch["input_ids"].numel())
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            last_loss = step_loss
+            bar.update(1)
+            if step % config.log_every == 0 or step == total_steps:
+                bar.set_postfix(loss=f"{step_loss:.4f}")
+                emit(
+                    {
+                        "event": "progress",
+                        "step": step,
+                        "total_steps": total_steps,
+                        "epoch": epoch + (start + len(micro)) / max(len(plan), 1),
+                        "loss": round(step_loss, 6),
+                        "lr": scheduler.get_last_lr()[0],
+                        "elapsed_seconds": round(train_seconds + time.perf_counter() - epoch_start, 3),
+                    }
+                )
+        if cuda:
+            torch.cuda.synchronize()
+        epoch_seconds = time.perf_counter() - epoch_start
+        train_seconds += epoch_seconds
+        emit({"event": "epoch", "epoch": epoch + 1, "seconds": round(epoch_seconds, 3), "step": step})
+        last_epoch = done or epoch == config.epochs - 1
+        if eval_enc and (config.eval_every_epoch or last_epoch):
+            eval_metrics = evaluate_groups(
+                accelerator.unwrap_model(model), eval_enc, pad_id, config.batch_tokens, accelerator
+            )
+            emit({"event": "eval", "epoch": epoch + 1, "step": step, **eval_metrics})
+        if done:
+            break
+    bar.close()
+
+    peak_mb, peak_kind = _peak_memory_mb(device)
+    world = accelerator.num_processes
+    result: dict[str, Any] = {
+        "event": "result",
+        "output_dir": config.output_dir,
+        "steps": step,
+        "epochs": config.epochs,
+        "train_seconds": round(train_seconds, 3),
+        # Throughput is summed over processes: each rank processed its own share in the same wall time.
+        "answers_per_second": round(answers_seen * world / max(train_seconds, 1e-9), 2),
+        "tokens_per_second": round(tokens_seen * world / max(train_seconds, 1e-9), 1),
+        "padded_tokens_per_second": round(padded_seen * world / max(train_seconds, 1e-9), 1),
+        "padding_fraction": round(1 - tokens_seen / max(padded_seen, 1), 4),
+        "peak_memory_mb": round(peak_mb, 1),
+        "peak_memory_kind": peak_kind,
+        "final_loss": round(last_loss, 6),
+        "train_groups": len(train_enc),
+        "eval_groups": len(eval_enc),
+        "truncated_answers": truncated,
+        "device": str(device),
+        "processes": world,
+        "bf16": bf16,
+        "eval": eval_metrics,
+    }
+    accelerator.wait_for_everyone()
+    if config.output_dir and accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)
+        if config.gradient_checkpointing:
+            unwrapped.gradient_checkpointing_disable()
+            unwrapped.config.use_cache = True
+        configure_reward_head(unwrapped, tokenizer)
+        metadata = {
+            "engine": "rewardlab.training.reward_model",
+            "engine_version": ENGINE_VERSION,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            "base_model": config.base_model,
+            "max_length": config.max_length,
+            "text_format": "chat_template" if uses_chat_template(tokenizer) else "role_tagged_pair",
+            "arguments": dataclasses.asdict(config),
+            "metrics": {k: v for k, v in result.items() if k != "event"},
+            "torch_version": torch.__version__,
+            **(extra_metadata or {}),
+        }
+        save_reward_model(unwrapped, tokenizer, Path(config.output_dir), metadata)
+    accelerator.wait_for_everyone()
+    return result
