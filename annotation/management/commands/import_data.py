@@ -1,0 +1,56 @@
+"""Import a preference file into a project from the command line."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation.imports import FORMATS, ImportFailed, import_file
+from annotation.models import Project
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a .jsonl or .jsonl.gz file (Open-Assistant trees or message rows, ranking rows, pairwise "
+        "rows) into a project, all or nothing. A bad line stops the import with FILE:LINE: what is wrong."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--project", required=True, help="The project's name.")
+        parser.add_argument("--format", default="auto", choices=["auto", *FORMATS])
+        parser.add_argument(
+            "--create-project", action="store_true", help="Create the project when none has this name."
+        )
+        parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
+
+    def handle(self, *args, **options):
+        path: Path = options["file"]
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file")
+        name = options["project"]
+        if options["create_project"]:
+            project, _ = Project.objects.get_or_create(name=name)
+        else:
+            try:
+                project = Project.objects.get(name=name)
+            except Project.DoesNotExist as exc:
+                raise CommandError(
+                    f"No project named {name!r} (pass --create-project to create it)."
+                ) from exc
+        try:
+            batch = import_file(
+                path=path,
+                project=project,
+                format=options["format"],
+                file_name=str(path),
+                progress=not options["no_progress"],
+            )
+        except ImportFailed as exc:
+            raise CommandError(f"{exc}\nNothing was imported.") from exc
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Imported {path} ({batch.get_format_display()}, {batch.lines_read} lines) into {project}: "
+                f"{batch.items_created} new items, {batch.answers_created} new answers, "
+                f"{batch.rankings_created} new imported rankings."
+            )
+        )
