@@ -1,0 +1,123 @@
+"""Importing files over the API and from the admin: staff only, all or nothing."""
+
+import gzip
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from annotation.models import ImportBatch, Item, Ranking
+from tests.factories import ProjectFactory
+
+pytestmark = pytest.mark.django_db
+
+ROWS = [
+    {"id": "one", "prompt": "First?", "answers": ["a", "b", "c"], "ranking": [2, [0, 1]]},
+    {"id": "two", "prompt": "Second?", "answers": ["d", "e"]},
+]
+
+
+def jsonl(rows: list, *, name: str = "rows.jsonl", gz: bool = False) -> SimpleUploadedFile:
+    content = "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows).encode()
+    return SimpleUploadedFile(name, gzip.compress(content) if gz else content)
+
+
+def test_anonymous_users_cannot_import(api_client):
+    project = ProjectFactory()
+
+    response = api_client.post(
+        f"/api/projects/{project.pk}/import/", {"file": jsonl(ROWS)}, format="multipart"
+    )
+
+    assert response.status_code in (401, 403)
+    assert not Item.objects.exists()
+
+
+def test_annotators_cannot_import(annotator_client):
+    project = ProjectFactory()
+
+    response = annotator_client.post(
+        f"/api/projects/{project.pk}/import/", {"file": jsonl(ROWS)}, format="multipart"
+    )
+
+    assert response.status_code == 403
+    assert not Item.objects.exists()
+
+
+def test_staff_import_a_file_and_get_the_counts(staff_client, staff):
+    project = ProjectFactory()
+
+    response = staff_client.post(
+        f"/api/projects/{project.pk}/import/",
+        {"file": jsonl(ROWS, gz=True, name="r.jsonl.gz")},
+        format="multipart",
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["format"] == "rankings"
+    assert body["file_name"] == "r.jsonl.gz"
+    assert (body["lines_read"], body["items_created"], body["answers_created"], body["rankings_created"]) == (
+        2,
+        2,
+        5,
+        1,
+    )
+    batch = ImportBatch.objects.get(pk=body["id"])
+    assert batch.created_by == staff
+    assert Ranking.objects.get().import_batch == batch
+
+
+def test_staff_can_name_the_format(staff_client):
+    project = ProjectFactory()
+    url = f"/api/projects/{project.pk}/import/"
+
+    wrong = staff_client.post(url, {"file": jsonl(ROWS), "format": "pairs"}, format="multipart")
+    unknown = staff_client.post(url, {"file": jsonl(ROWS), "format": "csv"}, format="multipart")
+
+    assert wrong.status_code == 400
+    assert wrong.json()["detail"] == "rows.jsonl:1: chosen is missing"
+    assert unknown.status_code == 400
+    assert "format" in unknown.json()
+
+
+def test_a_bad_upload_answers_400_with_the_line_and_imports_nothing(staff_client):
+    project = ProjectFactory()
+    rows = [*ROWS, {"prompt": "Bad", "answers": ["x", "y"], "ranking": [0, 3]}]
+
+    response = staff_client.post(
+        f"/api/projects/{project.pk}/import/", {"file": jsonl(rows, name="mine.jsonl")}, format="multipart"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("mine.jsonl:3: ranking names answer 3")
+    assert not Item.objects.exists()
+    assert not ImportBatch.objects.exists()
+
+
+def test_a_large_upload_is_streamed_from_a_temporary_file(staff_client, settings):
+    # Over FILE_UPLOAD_MAX_MEMORY_SIZE Django spools the upload to disk; the import reads it from there.
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024
+    project = ProjectFactory()
+    rows = [{"id": f"row-{n}", "prompt": f"Question {n}?", "answers": ["yes", "no"]} for n in range(200)]
+
+    response = staff_client.post(
+        f"/api/projects/{project.pk}/import/", {"file": jsonl(rows)}, format="multipart"
+    )
+
+    assert response.status_code == 201, response.content
+    assert response.json()["items_created"] == 200
+
+
+def test_importing_into_a_missing_project_is_404(staff_client):
+    response = staff_client.post("/api/projects/999999/import/", {"file": jsonl(ROWS)}, format="multipart")
+
+    assert response.status_code == 404
+
+
+def test_the_import_endpoint_is_in_the_openapi_schema(staff_client):
+    schema = staff_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    operation = schema["paths"]["/api/projects/{project_id}/import/"]["post"]
+    assert "multipart/form-data" in operation["requestBody"]["content"]
+    assert {"201", "400"} <= set(operation["responses"])
