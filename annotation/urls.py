@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from . import rank_views, views
+from . import progress_views, rank_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<int:project_id>/rank/", rank_views.rank, name="rank"),
+    path("projects/<int:project_id>/progress/", progress_views.project_progress, name="project-progress"),
 ]

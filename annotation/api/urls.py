@@ -3,13 +3,17 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import imports, projects
+from . import imports, projects, work
 
 router = DefaultRouter()
 router.register("projects", projects.ProjectViewSet, basename="project")
 router.register("items", projects.ItemViewSet, basename="item")
 
 urlpatterns = [
+    path("projects/<int:project_id>/next/", work.NextAssignmentView.as_view(), name="assignment-next"),
+    path("projects/<int:project_id>/progress/", work.ProgressView.as_view(), name="project-progress-api"),
+    path("assignments/<int:assignment_id>/submit/", work.SubmitView.as_view(), name="assignment-submit"),
+    path("assignments/<int:assignment_id>/skip/", work.SkipView.as_view(), name="assignment-skip"),
     path("projects/<int:project_id>/import/", imports.ProjectImportView.as_view(), name="project-import"),
     path("", include(router.urls)),
 ]

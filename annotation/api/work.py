@@ -1,0 +1,231 @@
+"""The annotator's work loop: take the next item, submit a ranking or skip it, see progress.
+
+The ranking page uses these endpoints with session auth and CSRF; people who bring their own UI use
+them with a token. Every error is `{"detail": "<message the page shows>"}`.
+"""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..assignment import (
+    AssignmentConflict,
+    AssignmentError,
+    AssignmentNotFound,
+    assignment_next,
+    assignment_skip,
+    ranking_submit,
+)
+from ..markdown import render_markdown
+from ..models import Answer, Assignment, Project
+from ..progress import annotator_progress
+
+NO_MORE_WORK = "No more items to rank in this project. Thank you!"
+PROJECT_PAUSED = "This project is paused; there is nothing to rank in it right now."
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class ProgressSerializer(serializers.Serializer):
+    mine_today = serializers.IntegerField(help_text="Rankings this annotator submitted in the project today.")
+    mine_total = serializers.IntegerField(help_text="Rankings this annotator submitted in the project.")
+    project_done = serializers.IntegerField(
+        help_text="Rankings collected towards the goal (at most rankings_per_item per item); "
+        "refreshed every few seconds."
+    )
+    project_wanted = serializers.IntegerField(help_text="Items × rankings_per_item: the goal.")
+
+
+class TurnSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    content = serializers.CharField()
+
+
+class WorkAnswerSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField(help_text="Untrusted Markdown: render it sanitised.")
+    model = serializers.CharField(source="model_name", allow_blank=True)
+
+
+class WorkProjectSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    allow_ties = serializers.BooleanField()
+    flag_labels = serializers.ListField(child=serializers.CharField())
+    guidelines_html = serializers.CharField(help_text="The guidelines as sanitised HTML.")
+
+
+class WorkAssignmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    item_id = serializers.IntegerField()
+    expires_at = serializers.DateTimeField(help_text="After this the lease lapses and submit is refused.")
+    conversation = TurnSerializer(many=True)
+    answers = WorkAnswerSerializer(many=True, help_text="In this lease's shuffled order, stable on reload.")
+    project = WorkProjectSerializer()
+
+
+class NextResponseSerializer(serializers.Serializer):
+    assignment = WorkAssignmentSerializer(allow_null=True, help_text="null when there is no work for you.")
+    progress = ProgressSerializer()
+    message = serializers.CharField(required=False, help_text="Present when assignment is null.")
+
+
+class SubmitRequestSerializer(serializers.Serializer):
+    order = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField(), allow_empty=False),
+        help_text="Best first; each place is a tie group of answer ids: [[12], [14, 15], [13]]. "
+        "May be empty when not_rankable is true.",
+    )
+    not_rankable = serializers.BooleanField(default=False, help_text="None of the answers is acceptable.")
+    flags = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        default=dict,
+        help_text='{"<answer_id>": ["spam", ...]}, labels from the project\'s flag_labels.',
+    )
+    comment = serializers.CharField(default="", allow_blank=True, trim_whitespace=False)
+    seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0)
+
+
+class SubmitResponseSerializer(serializers.Serializer):
+    ranking_id = serializers.IntegerField()
+    assignment_id = serializers.IntegerField()
+    created = serializers.BooleanField(help_text="false when this repeats an earlier submit of the lease.")
+
+
+class SkipResponseSerializer(serializers.Serializer):
+    assignment_id = serializers.IntegerField()
+    status = serializers.CharField()
+
+
+def _assignment_payload(assignment: Assignment) -> dict:
+    item = assignment.item
+    project = assignment.project
+    answers = {answer.pk: answer for answer in Answer.objects.filter(item_id=item.pk)}
+    return {
+        "id": assignment.pk,
+        "item_id": item.pk,
+        "expires_at": assignment.expires_at,
+        "conversation": item.conversation,
+        "answers": [answers[answer_id] for answer_id in assignment.answer_order if answer_id in answers],
+        "project": {
+            "id": project.pk,
+            "name": project.name,
+            "allow_ties": project.allow_ties,
+            "flag_labels": list(project.flag_labels or []),
+            "guidelines_html": render_markdown(project.guidelines),
+        },
+    }
+
+
+def _error(exc: AssignmentError) -> Response:
+    if isinstance(exc, AssignmentNotFound):
+        code = status.HTTP_404_NOT_FOUND
+    elif isinstance(exc, AssignmentConflict):
+        code = status.HTTP_409_CONFLICT
+    else:
+        code = status.HTTP_400_BAD_REQUEST
+    return Response({"detail": str(exc)}, status=code)
+
+
+def _first_error(errors) -> str:
+    # The page shows one line, so flatten DRF's nested {"field": ["message"]} to "field: message".
+    if isinstance(errors, dict):
+        field, nested = next(iter(errors.items()))
+        return f"{field}: {_first_error(nested)}"
+    if isinstance(errors, list) and errors:
+        return _first_error(errors[0])
+    return str(errors)
+
+
+class NextAssignmentView(APIView):
+    """Lease the next item to rank in the project (or get your open lease back)."""
+
+    @extend_schema(
+        operation_id="assignment_next",
+        summary="Take the next item to rank",
+        description="POST because it creates a lease. While your lease is open it returns the same "
+        "assignment with the same answer order. `assignment` is null (with a `message`) when there is no "
+        "work for you in this project.",
+        request=None,
+        responses={200: NextResponseSerializer, 404: ErrorSerializer},
+    )
+    def post(self, request, project_id: int):
+        project = get_object_or_404(Project, pk=project_id)
+        assignment = assignment_next(annotator=request.user, project=project)
+        progress = annotator_progress(annotator=request.user, project=project)
+        if assignment is None:
+            message = NO_MORE_WORK if project.is_active else PROJECT_PAUSED
+            return Response({"assignment": None, "progress": progress, "message": message})
+        assignment = Assignment.objects.select_related("item", "project").get(pk=assignment.pk)
+        body = {"assignment": _assignment_payload(assignment), "progress": progress}
+        return Response(NextResponseSerializer(body).data)
+
+
+class SubmitView(APIView):
+    """Submit the ranking for one of your open leases."""
+
+    @extend_schema(
+        operation_id="assignment_submit",
+        summary="Submit a ranking",
+        description="The order must name every answer of the assignment exactly once (tie groups only "
+        "when the project allows ties). Submitting the same lease again returns the first result "
+        "with 200 and `created: false`.",
+        request=SubmitRequestSerializer,
+        responses={
+            201: SubmitResponseSerializer,
+            200: OpenApiResponse(SubmitResponseSerializer, description="Repeat of an earlier submit."),
+            400: OpenApiResponse(ErrorSerializer, description="The ranking does not fit the item."),
+            404: OpenApiResponse(ErrorSerializer, description="No such assignment, or not yours."),
+            409: OpenApiResponse(ErrorSerializer, description="The lease expired or was skipped."),
+        },
+    )
+    def post(self, request, assignment_id: int):
+        serializer = SubmitRequestSerializer(data=request.data)
+        if not serializer.is_valid():
+            return Response({"detail": _first_error(serializer.errors)}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            ranking, created = ranking_submit(
+                assignment_id=assignment_id, annotator=request.user, **serializer.validated_data
+            )
+        except AssignmentError as exc:
+            return _error(exc)
+        body = {"ranking_id": ranking.pk, "assignment_id": assignment_id, "created": created}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class SkipView(APIView):
+    """Give an item back without ranking it; it is not offered to you again."""
+
+    @extend_schema(
+        operation_id="assignment_skip",
+        summary="Skip an item",
+        request=None,
+        responses={
+            200: SkipResponseSerializer,
+            404: OpenApiResponse(ErrorSerializer, description="No such assignment, or not yours."),
+            409: OpenApiResponse(ErrorSerializer, description="Already ranked."),
+        },
+    )
+    def post(self, request, assignment_id: int):
+        try:
+            assignment = assignment_skip(assignment_id=assignment_id, annotator=request.user)
+        except AssignmentError as exc:
+            return _error(exc)
+        return Response({"assignment_id": assignment.pk, "status": assignment.status})
+
+
+class ProgressView(APIView):
+    """Your progress and the project's."""
+
+    @extend_schema(
+        operation_id="project_progress",
+        summary="Progress in a project",
+        responses={200: ProgressSerializer, 404: ErrorSerializer},
+    )
+    def get(self, request, project_id: int):
+        project = get_object_or_404(Project, pk=project_id)
+        return Response(annotator_progress(annotator=request.user, project=project))

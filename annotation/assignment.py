@@ -1,0 +1,315 @@
+"""Handing out items to annotators (leases), and taking their rankings back.
+
+The rules, enforced here for both the ranking page and the API:
+
+- an item is offered while `human_ranking_count + open_lease_count` is below the project's
+  `rankings_per_item`; both counters live on the item row and change only under that row's lock,
+  so concurrent requests can never hand out more slots than there are;
+- never to someone who already ranked or skipped it (an expired lease may be offered again);
+- one open lease per annotator and project: asking again returns the same lease, same order;
+- finding work is one index range scan on `item_project_need_idx` ordered by
+  `(human_ranking_count, id)` that stops at the first free item, with `FOR UPDATE SKIP LOCKED`
+  so that annotators asking at the same moment step past each other's rows instead of queueing.
+"""
+
+import math
+import random
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from .models import Answer, Assignment, Item, Project, Ranking
+
+COMMENT_MAX_LENGTH = 5000
+# Namespace for pg_advisory_xact_lock(namespace, annotator_id); any constant unlikely to be used elsewhere.
+ANNOTATOR_LOCK_NAMESPACE = 60_601
+
+
+class AssignmentError(Exception):
+    """A request about an assignment that cannot be honoured; the message is shown to the annotator."""
+
+
+class AssignmentNotFound(AssignmentError):
+    """No such assignment for this annotator (someone else's leases look exactly like missing ones)."""
+
+
+class AssignmentConflict(AssignmentError):
+    """The lease is no longer open: it expired, or was skipped or submitted."""
+
+
+class RankingInvalid(AssignmentError):
+    """The submitted ranking does not fit the assignment or the project's rules."""
+
+
+def _lease_expiry(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.ASSIGNMENT_LEASE_SECONDS)
+
+
+def _lock_annotator(annotator: AbstractBaseUser) -> None:
+    # Serialises one person's concurrent "next" requests (two tabs, a double click), so they get one
+    # lease; other annotators are not affected. SQLite (local `make run`) serialises writes anyway.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ANNOTATOR_LOCK_NAMESPACE, annotator.pk])
+
+
+def _release_slot(*, item_id: int) -> None:
+    # F() keeps the decrement atomic under the item row lock the UPDATE itself takes.
+    Item.objects.filter(pk=item_id, open_lease_count__gt=0).update(open_lease_count=F("open_lease_count") - 1)
+
+
+def assignments_expire(*, now: datetime | None = None) -> int:
+    """Close open leases whose time ran out and return their slots to the pool; returns how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # SKIP LOCKED: a lease being submitted or swept by someone else right now is theirs to finish.
+        expired = list(
+            Assignment.objects.filter(status=Assignment.Status.OPEN, expires_at__lte=now)
+            .select_for_update(skip_locked=True)
+            .order_by("item_id")
+            .values_list("pk", "item_id")
+        )
+        if not expired:
+            return 0
+        Assignment.objects.filter(pk__in=[pk for pk, _ in expired]).update(
+            status=Assignment.Status.EXPIRED, finished_at=now
+        )
+        # Items in id order, so two sweeps never wait on each other in opposite orders.
+        for _, item_id in expired:
+            _release_slot(item_id=item_id)
+    return len(expired)
+
+
+def _open_lease(*, annotator: AbstractBaseUser, project: Project, now: datetime) -> Assignment | None:
+    lease = (
+        Assignment.objects.filter(project=project, annotator=annotator, status=Assignment.Status.OPEN)
+        .order_by("-created_at")
+        .first()
+    )
+    if lease is None or lease.expires_at > now:
+        return lease
+    # Run out, but the sweep stepped past it (it was locked at that moment): close it here.
+    closed = Assignment.objects.filter(pk=lease.pk, status=Assignment.Status.OPEN).update(
+        status=Assignment.Status.EXPIRED, finished_at=now
+    )
+    if closed:
+        _release_slot(item_id=lease.item_id)
+    return None
+
+
+def _next_free_item_id(*, annotator: AbstractBaseUser, project: Project, skip: list[int]) -> int | None:
+    wanted = project.rankings_per_item
+    taken = Assignment.objects.filter(item_id=OuterRef("pk"), annotator=annotator).exclude(
+        status=Assignment.Status.EXPIRED
+    )
+    ranked = Ranking.objects.filter(item_id=OuterRef("pk"), annotator=annotator, source=Ranking.Source.HUMAN)
+    candidates = (
+        Item.objects.filter(project=project, human_ranking_count__lt=wanted)
+        .alias(load=F("human_ranking_count") + F("open_lease_count"))
+        .filter(load__lt=wanted)
+        .filter(~Exists(taken), ~Exists(ranked))
+        .exclude(pk__in=skip)
+        # Least-ranked first, matching the index, so the scan stops at the first row that fits.
+        .order_by("human_ranking_count", "id")
+        .select_for_update(skip_locked=True, of=("self",))
+        .values_list("pk", flat=True)
+    )
+    return candidates.first()
+
+
+def _shuffled_answer_ids(item_id: int) -> list[int]:
+    answers = Answer.objects.filter(item_id=item_id).order_by("position")
+    answer_ids = list(answers.values_list("pk", flat=True))
+    random.SystemRandom().shuffle(answer_ids)
+    return answer_ids
+
+
+def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignment | None:
+    """The annotator's open lease in the project, or a new one on the next item that needs them, or None."""
+    if not project.is_active:
+        return None
+    now = timezone.now()
+    # Sweeping here returns abandoned slots to the pool without depending on a scheduler; when nothing has
+    # expired it is one probe of `assignment_expiry_idx`.
+    assignments_expire(now=now)
+    with transaction.atomic():
+        _lock_annotator(annotator)
+        lease = _open_lease(annotator=annotator, project=project, now=now)
+        if lease is not None:
+            return lease
+        # Re-check under the row lock: the NOT EXISTS above was evaluated on the snapshot taken before
+        # we won the lock, so a row can (rarely) turn out to be unfit; step past it and look again.
+        unfit: list[int] = []
+        while True:
+            item_id = _next_free_item_id(annotator=annotator, project=project, skip=unfit)
+            if item_id is None:
+                return None
+            item = Item.objects.get(pk=item_id)
+            fits = item.human_ranking_count + item.open_lease_count < project.rankings_per_item
+            previous = Assignment.objects.filter(item_id=item_id, annotator=annotator).first()
+            if fits and (previous is None or previous.status == Assignment.Status.EXPIRED):
+                break
+            unfit.append(item_id)
+        Item.objects.filter(pk=item_id).update(open_lease_count=F("open_lease_count") + 1)
+        if previous is not None:
+            # The same person comes back to an item whose lease ran out: reopen it, same answer order.
+            previous.status = Assignment.Status.OPEN
+            previous.expires_at = _lease_expiry(now)
+            previous.finished_at = None
+            previous.save(update_fields=["status", "expires_at", "finished_at"])
+            return previous
+        return Assignment.objects.create(
+            item_id=item_id,
+            project=project,
+            annotator=annotator,
+            answer_order=_shuffled_answer_ids(item_id),
+            expires_at=_lease_expiry(now),
+        )
+
+
+def _locked_assignment(*, assignment_id: int, annotator: AbstractBaseUser) -> Assignment:
+    assignment = (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("project")
+        .filter(pk=assignment_id, annotator=annotator)
+        .first()
+    )
+    if assignment is None:
+        raise AssignmentNotFound("This assignment does not exist or is not yours.")
+    return assignment
+
+
+def _check_still_open(assignment: Assignment, now: datetime) -> None:
+    if assignment.status == Assignment.Status.SKIPPED:
+        raise AssignmentConflict("You skipped this item; load the next one.")
+    if assignment.status == Assignment.Status.EXPIRED or assignment.expires_at <= now:
+        raise AssignmentConflict(
+            "Your time on this item ran out and it went back to the pool. Load the next item to go on."
+        )
+
+
+def _clean_order(*, order, answer_ids: list[int], allow_ties: bool, not_rankable: bool) -> list[list[int]]:
+    if not isinstance(order, list):
+        raise RankingInvalid("The order must be a list of groups of answer ids, best first.")
+    if not order and not_rankable:
+        return []
+    groups: list[list[int]] = []
+    for group in order:
+        if not isinstance(group, list) or not group:
+            raise RankingInvalid("Each place in the order must be a non-empty list of answer ids.")
+        if not all(isinstance(answer_id, int) and not isinstance(answer_id, bool) for answer_id in group):
+            raise RankingInvalid("Each place in the order must be a non-empty list of answer ids.")
+        if len(group) > 1 and not allow_ties:
+            raise RankingInvalid("This project does not allow ties: put every answer in its own place.")
+        groups.append(list(group))
+    named = [answer_id for group in groups for answer_id in group]
+    if len(named) != len(set(named)):
+        raise RankingInvalid("Each answer may appear only once in the order.")
+    if set(named) != set(answer_ids):
+        raise RankingInvalid("Rank every answer of this item, and only those.")
+    return groups
+
+
+def _clean_flags(*, flags, answer_ids: list[int], labels: list[str]) -> dict[str, list[str]]:
+    if flags in (None, {}):
+        return {}
+    if not isinstance(flags, dict):
+        raise RankingInvalid("Flags must map an answer id to a list of labels.")
+    cleaned: dict[str, list[str]] = {}
+    for key, answer_labels in flags.items():
+        try:
+            answer_id = int(key)
+        except (TypeError, ValueError):
+            raise RankingInvalid(f"{key!r} is not an answer id.") from None
+        if answer_id not in answer_ids:
+            raise RankingInvalid("Flags may only be put on this item's answers.")
+        if not isinstance(answer_labels, list) or not all(isinstance(label, str) for label in answer_labels):
+            raise RankingInvalid("The flags of an answer must be a list of labels.")
+        unknown = sorted(set(answer_labels) - set(labels))
+        if unknown:
+            allowed = ", ".join(labels)
+            raise RankingInvalid(f"Unknown flag {unknown[0]!r}: this project's flags are {allowed}.")
+        if answer_labels:
+            # Keep the project's order of labels, once each, whatever order the client sent them in.
+            cleaned[str(answer_id)] = [label for label in labels if label in answer_labels]
+    return cleaned
+
+
+def _clean_seconds(seconds_spent) -> float | None:
+    if seconds_spent is None:
+        return None
+    if isinstance(seconds_spent, bool) or not isinstance(seconds_spent, int | float):
+        raise RankingInvalid("seconds_spent must be a number.")
+    if not math.isfinite(seconds_spent) or seconds_spent < 0:
+        raise RankingInvalid("seconds_spent must be zero or more.")
+    return float(seconds_spent)
+
+
+def ranking_submit(
+    *,
+    assignment_id: int,
+    annotator: AbstractBaseUser,
+    order: list,
+    not_rankable: bool = False,
+    flags: dict | None = None,
+    comment: str = "",
+    seconds_spent: float | None = None,
+) -> tuple[Ranking, bool]:
+    """Record the annotator's ranking for their lease; a repeat returns the first ranking and False."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Lock order everywhere: assignment row, then item row (see assignments_expire and assignment_skip).
+        assignment = _locked_assignment(assignment_id=assignment_id, annotator=annotator)
+        if assignment.status == Assignment.Status.SUBMITTED and assignment.ranking_id is not None:
+            return assignment.ranking, False
+        _check_still_open(assignment, now)
+        project = assignment.project
+        answer_ids = list(assignment.answer_order)
+        groups = _clean_order(
+            order=order, answer_ids=answer_ids, allow_ties=project.allow_ties, not_rankable=bool(not_rankable)
+        )
+        labels = list(project.flag_labels or [])
+        cleaned_flags = _clean_flags(flags=flags, answer_ids=answer_ids, labels=labels)
+        if not isinstance(comment, str) or len(comment) > COMMENT_MAX_LENGTH:
+            raise RankingInvalid(f"The comment must be text of at most {COMMENT_MAX_LENGTH} characters.")
+        ranking = Ranking.objects.create(
+            item_id=assignment.item_id,
+            source=Ranking.Source.HUMAN,
+            annotator=annotator,
+            order=groups,
+            not_rankable=bool(not_rankable),
+            flags=cleaned_flags,
+            comment=comment.strip(),
+            seconds_spent=_clean_seconds(seconds_spent),
+        )
+        Item.objects.filter(pk=assignment.item_id).update(
+            human_ranking_count=F("human_ranking_count") + 1,
+            open_lease_count=F("open_lease_count") - 1,
+        )
+        assignment.status = Assignment.Status.SUBMITTED
+        assignment.ranking = ranking
+        assignment.finished_at = now
+        assignment.save(update_fields=["status", "ranking", "finished_at"])
+    return ranking, True
+
+
+def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser) -> Assignment:
+    """Give the item back; it is never offered to this annotator again. Skipping twice is harmless."""
+    now = timezone.now()
+    with transaction.atomic():
+        assignment = _locked_assignment(assignment_id=assignment_id, annotator=annotator)
+        if assignment.status == Assignment.Status.SKIPPED:
+            return assignment
+        if assignment.status == Assignment.Status.SUBMITTED:
+            raise AssignmentConflict("You already ranked this item, so it cannot be skipped.")
+        if assignment.status == Assignment.Status.OPEN:
+            # An open lease holds a slot even after its time ran out, until it is swept or closed here.
+            _release_slot(item_id=assignment.item_id)
+        assignment.status = Assignment.Status.SKIPPED
+        assignment.finished_at = now
+        assignment.save(update_fields=["status", "finished_at"])
+    return assignment
