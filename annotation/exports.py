@@ -1,0 +1,779 @@
+"""Datasets out: the rows of every export shape, their containers, and snapshots written to storage.
+
+Rows are read a chunk of items at a time (keyset pagination on the item id: one query for the items,
+one for their answers, one for their rankings), turned into rows and encoded as they go, so that the
+API, the `export_data` command and the snapshot service all stream and keep memory flat whatever the
+size of the project. The shapes are those of /shared/FORMATS.md ("Out").
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import tempfile
+import uuid
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date, datetime, time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Count, Max
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from .consensus import item_consensus
+from .models import Answer, ExportSnapshot, Item, Project, Ranking
+from .pairs import ranking_pairs
+
+FORMATS = [choice.value for choice in ExportSnapshot.Format]
+CONTAINERS = ["jsonl", "jsonl.gz", "parquet"]
+PAIRS_FROM = ["rankings", "consensus"]
+ITEM_CHUNK_SIZE = 2000
+PARQUET_ROW_GROUP_ROWS = 20_000
+JSONL_FLUSH_BYTES = 1 << 20
+GZIP_LEVEL = 6
+
+
+class ExportError(ValueError):
+    """An export request that cannot be served: unknown format or container, a malformed filter."""
+
+
+# --- Filters ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    """Which rankings and answers an export takes; dates bound the rankings' creation (`until` excluded)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    min_annotators: int = 1
+    include_imported: bool = True
+    exclude_not_rankable: bool = False
+    exclude_flagged: bool = False
+    # Pairs from each ranking (one row per person's preference) or from the item's consensus.
+    pairs_from: str = "rankings"
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object] | None) -> "ExportFilters":
+        """Parse filters from query parameters, command options or a stored dict; unknown keys are errors."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ExportError(f"Unknown filter(s): {', '.join(unknown)}.")
+        parsed: dict[str, object] = {}
+        for name in ("since", "until"):
+            if values.get(name) not in (None, ""):
+                parsed[name] = _parse_moment(name, values[name])
+        if values.get("min_annotators") not in (None, ""):
+            try:
+                parsed["min_annotators"] = int(values["min_annotators"])
+            except (TypeError, ValueError) as exc:
+                raise ExportError("min_annotators must be a whole number.") from exc
+            if parsed["min_annotators"] < 0:
+                raise ExportError("min_annotators cannot be negative.")
+        for name in ("include_imported", "exclude_not_rankable", "exclude_flagged"):
+            if values.get(name) not in (None, ""):
+                parsed[name] = _parse_bool(name, values[name])
+        if values.get("pairs_from") not in (None, ""):
+            if values["pairs_from"] not in PAIRS_FROM:
+                raise ExportError(f"pairs_from must be one of {', '.join(PAIRS_FROM)}.")
+            parsed["pairs_from"] = values["pairs_from"]
+        return cls(**parsed)
+
+    def as_dict(self) -> dict[str, object]:
+        """Every filter, JSON-ready; two equal filter sets give equal dicts (snapshots compare them)."""
+        data = asdict(self)
+        for name in ("since", "until"):
+            if data[name] is not None:
+                data[name] = data[name].isoformat()
+        return data
+
+
+def _parse_moment(name: str, value: object) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time.min)
+    else:
+        text = str(value)
+        moment = parse_datetime(text)
+        if moment is None:
+            day = parse_date(text)
+            if day is None:
+                raise ExportError(f"{name} must be a date (2025-01-31) or an ISO date-time.")
+            moment = datetime.combine(day, time.min)
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_default_timezone())
+    return moment
+
+
+def _parse_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ExportError(f"{name} must be true or false.")
+
+
+def container_for(*, name: str | None = None, container: str | None = None) -> str:
+    """The container an explicit option names, else the one the output name's ending implies (JSONL)."""
+    if container:
+        if container not in CONTAINERS:
+            raise ExportError(f"Unknown container {container!r}; use one of {', '.join(CONTAINERS)}.")
+        return container
+    lowered = (name or "").lower()
+    if lowered.endswith(".parquet"):
+        return "parquet"
+    if lowered.endswith(".gz"):
+        return "jsonl.gz"
+    return "jsonl"
+
+
+def check_format(format: str) -> str:
+    """The format itself, or ExportError naming the known ones."""
+    if format not in FORMATS:
+        raise ExportError(f"Unknown format {format!r}; use one of {', '.join(FORMATS)}.")
+    return format
+
+
+# --- Reading items a chunk at a time -------------------------------------------------------------
+
+
+def annotator_pseudonym(user_id: int) -> str:
+    """A stable name for a user that cannot be turned back into the user without SECRET_KEY."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), str(user_id).encode(), hashlib.sha256).hexdigest()
+    return f"annotator-{digest[:12]}"
+
+
+@dataclass
+class _Answer:
+    id: int
+    text: str
+    model: str
+    external_id: str
+
+
+@dataclass
+class _Ranking:
+    annotator: str
+    order: list[list[int]]
+    not_rankable: bool
+    flags: dict[str, list[str]]
+    seconds_spent: float | None
+    created_at: datetime
+
+
+@dataclass
+class ExportItem:
+    """One item as an export sees it: its answers (position order) and the rankings the filters keep."""
+
+    id: int
+    external_id: str
+    conversation: list[dict[str, str]]
+    answers: list[_Answer]
+    rankings: list[_Ranking] = field(default_factory=list)
+
+
+def export_items(
+    *, project: Project, filters: ExportFilters, chunk_size: int = ITEM_CHUNK_SIZE
+) -> Iterator[ExportItem]:
+    """The project's items in id order, with their answers and the rankings the filters keep."""
+    rankings = Ranking.objects.all()
+    if filters.since:
+        rankings = rankings.filter(created_at__gte=filters.since)
+    if filters.until:
+        rankings = rankings.filter(created_at__lt=filters.until)
+    if not filters.include_imported:
+        rankings = rankings.filter(source=Ranking.Source.HUMAN)
+    if filters.exclude_not_rankable:
+        rankings = rankings.filter(not_rankable=False)
+    pseudonyms: dict[int, str] = {}
+
+    last_id = 0
+    while True:
+        chunk = list(
+            Item.objects.filter(project=project, id__gt=last_id)
+            .order_by("id")
+            .values_list("id", "external_id", "conversation")[:chunk_size]
+        )
+        if not chunk:
+            return
+        last_id = chunk[-1][0]
+        ids = [row[0] for row in chunk]
+        answers: dict[int, list[_Answer]] = {}
+        for item_id, answer_id, text, model_name, external_id in (
+            Answer.objects.filter(item_id__in=ids)
+            .order_by("item_id", "position")
+            .values_list("item_id", "id", "text", "model_name", "external_id")
+        ):
+            answers.setdefault(item_id, []).append(_Answer(answer_id, text, model_name, external_id))
+        by_item: dict[int, list[_Ranking]] = {}
+        for row in (
+            rankings.filter(item_id__in=ids)
+            .order_by("item_id", "created_at", "id")
+            .values_list(
+                "item_id",
+                "annotator_id",
+                "import_batch_id",
+                "external_annotator",
+                "order",
+                "not_rankable",
+                "flags",
+                "seconds_spent",
+                "created_at",
+            )
+        ):
+            item_id, user_id, batch_id, external, order, not_rankable, flags, seconds, created = row
+            if user_id is not None:
+                who = pseudonyms.get(user_id) or pseudonyms.setdefault(user_id, annotator_pseudonym(user_id))
+            else:
+                who = f"import:{external or batch_id}"
+            by_item.setdefault(item_id, []).append(
+                _Ranking(who, order or [], not_rankable, flags or {}, seconds, created)
+            )
+        for item_id, external_id, conversation in chunk:
+            item_rankings = by_item.get(item_id, [])
+            if len(item_rankings) < filters.min_annotators:
+                continue
+            item = ExportItem(
+                item_id,
+                external_id,
+                [
+                    {"role": t.get("role", "user"), "content": t.get("content", "")}
+                    for t in conversation or []
+                ],
+                answers.get(item_id, []),
+                item_rankings,
+            )
+            if filters.exclude_flagged:
+                _drop_flagged(item)
+            yield item
+
+
+def _drop_flagged(item: ExportItem) -> None:
+    flagged = {int(answer_id) for r in item.rankings for answer_id, labels in r.flags.items() if labels}
+    if not flagged:
+        return
+    item.answers = [a for a in item.answers if a.id not in flagged]
+    for ranking in item.rankings:
+        ranking.order = [g for g in ([a for a in group if a not in flagged] for group in ranking.order) if g]
+        ranking.flags = {}
+
+
+def export_item_count(*, project: Project) -> int:
+    """How many items an export of the project walks through (for progress bars)."""
+    return Item.objects.filter(project=project).count()
+
+
+# --- Rows of each shape ----------------------------------------------------------------------------
+
+
+def conversation_prompt_text(conversation: list[dict[str, str]]) -> str:
+    """The conversation as one prompt string: a lone user turn as itself, longer ones Anthropic-HH style.
+
+    HH style ("\\n\\nHuman: ...\\n\\nAssistant:") is what pairwise sets with a string prompt use for
+    several turns, and what the training engine's reader splits back into turns.
+    """
+    if len(conversation) == 1 and conversation[0]["role"] == "user":
+        return conversation[0]["content"]
+    speakers = {"user": "Human", "assistant": "Assistant", "system": "System"}
+    parts = [f"\n\n{speakers.get(t['role'], t['role'].title())}: {t['content']}" for t in conversation]
+    return "".join(parts) + "\n\nAssistant:"
+
+
+def _answers_out(item: ExportItem) -> list[dict[str, object]]:
+    return [{"id": a.id, "text": a.text, "model": a.model} for a in item.answers]
+
+
+def _known_only(order: list[list[int]], known: set[int]) -> list[list[int]]:
+    return [g for g in ([a for a in group if a in known] for group in order) if g]
+
+
+def _rankings_rows(item: ExportItem, project_name: str) -> Iterator[dict]:
+    answers = _answers_out(item)
+    known = {a.id for a in item.answers}
+    for ranking in item.rankings:
+        yield {
+            "item_id": item.id,
+            "project": project_name,
+            "conversation": item.conversation,
+            "answers": answers,
+            "ranking": _known_only(ranking.order, known),
+            "not_rankable": ranking.not_rankable,
+            "flags": ranking.flags,
+            "annotator": ranking.annotator,
+            "created_at": ranking.created_at.isoformat(),
+            "seconds_spent": ranking.seconds_spent,
+        }
+
+
+def _consensus_of(item: ExportItem):
+    known = {a.id for a in item.answers}
+    orders = [_known_only(r.order, known) for r in item.rankings]
+    return item_consensus(orders, candidates=[a.id for a in item.answers])
+
+
+def _consensus_rows(item: ExportItem, project_name: str) -> Iterator[dict]:
+    consensus = _consensus_of(item)
+    yield {
+        "item_id": item.id,
+        "project": project_name,
+        "conversation": item.conversation,
+        "answers": _answers_out(item),
+        "ranking": consensus.ranking,
+        "n_annotators": consensus.n_annotators,
+        "n_agreeing": consensus.n_agreeing,
+        "agreement": consensus.agreement,
+    }
+
+
+def _item_pairs(item: ExportItem, pairs_from: str) -> Iterator[tuple[str, str, int]]:
+    texts = {a.id: a.text for a in item.answers}
+    if pairs_from == "consensus":
+        orders = [_consensus_of(item).ranking] if item.rankings else []
+    else:
+        orders = [r.order for r in item.rankings]
+    for order in orders:
+        unknown = {a for group in order for a in group if a not in texts}
+        for chosen, rejected, gap in ranking_pairs(order, exclude=unknown):
+            yield texts[chosen], texts[rejected], gap
+
+
+def _pairs_rows(pairs_from: str) -> Callable[[ExportItem, str], Iterator[dict]]:
+    def rows(item: ExportItem, project_name: str) -> Iterator[dict]:
+        prompt = conversation_prompt_text(item.conversation)
+        for chosen, rejected, gap in _item_pairs(item, pairs_from):
+            yield {
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "item_id": item.id,
+                "rank_gap": gap,
+            }
+
+    return rows
+
+
+def _pairs_chat_rows(pairs_from: str) -> Callable[[ExportItem, str], Iterator[dict]]:
+    def rows(item: ExportItem, project_name: str) -> Iterator[dict]:
+        for chosen, rejected, gap in _item_pairs(item, pairs_from):
+            yield {
+                "prompt": item.conversation,
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "item_id": item.id,
+                "rank_gap": gap,
+            }
+
+    return rows
+
+
+def _oasst_rows(item: ExportItem, project_name: str) -> Iterator[dict]:
+    """One Open-Assistant tree per item: the thread as a chain, the answers as replies ranked by consensus.
+
+    System turns have no Open-Assistant role and are left out.
+    """
+    turns = [t for t in item.conversation if t["role"] in ("user", "assistant")]
+    if not turns or turns[-1]["role"] != "user" or not item.answers:
+        return
+    key = item.external_id or f"rewardlab-item-{item.id}"
+    levels = {}
+    if item.rankings:
+        for level, group in enumerate(_consensus_of(item).ranking):
+            levels.update(dict.fromkeys(group, level))
+    replies = [
+        _oasst_node(
+            message_id=a.external_id or f"rewardlab-answer-{a.id}",
+            parent_id=key,
+            text=a.text,
+            role="assistant",
+            rank=levels.get(a.id),
+            model_name=a.model or None,
+        )
+        for a in item.answers
+    ]
+    node = None
+    for index in range(len(turns) - 1, -1, -1):
+        turn = turns[index]
+        message_id = key if index == len(turns) - 1 else f"{key}/turn-{index}"
+        parent_id = f"{key}/turn-{index - 1}" if index else None
+        node = _oasst_node(
+            message_id=message_id,
+            parent_id=parent_id,
+            text=turn["content"],
+            role="prompter" if turn["role"] == "user" else "assistant",
+            rank=None,
+            model_name=None,
+            replies=[node] if node else replies,
+        )
+    yield {"message_tree_id": node["message_id"], "tree_state": "ready_for_export", "prompt": node}
+
+
+def _oasst_node(*, message_id, parent_id, text, role, rank, model_name, replies=()) -> dict:
+    return {
+        "message_id": message_id,
+        "parent_id": parent_id,
+        "text": text,
+        "role": role,
+        "lang": None,
+        "deleted": False,
+        "rank": rank,
+        "synthetic": False,
+        "model_name": model_name,
+        "replies": list(replies),
+    }
+
+
+def _row_builder(format: str, filters: ExportFilters) -> Callable[[ExportItem, str], Iterator[dict]]:
+    return {
+        "rankings": _rankings_rows,
+        "consensus": _consensus_rows,
+        "pairs": _pairs_rows(filters.pairs_from),
+        "pairs-chat": _pairs_chat_rows(filters.pairs_from),
+        "oasst": _oasst_rows,
+    }[check_format(format)]
+
+
+@dataclass
+class ExportProgress:
+    """Counts an export keeps while it streams; `on_items` (if set) hears how many items just passed."""
+
+    rows: int = 0
+    items: int = 0
+    items_read: int = 0
+    on_items: Callable[[int], None] | None = None
+
+
+def export_rows(
+    *,
+    project: Project,
+    format: str,
+    filters: ExportFilters | None = None,
+    progress: ExportProgress | None = None,
+) -> Iterator[dict]:
+    """Every row of `format` for the project, streamed; `progress` counts rows and items as they pass."""
+    filters = filters or ExportFilters()
+    build = _row_builder(format, filters)
+    progress = progress if progress is not None else ExportProgress()
+    for item in export_items(project=project, filters=filters):
+        before = progress.rows
+        for row in build(item, project.name):
+            progress.rows += 1
+            yield row
+        if progress.rows > before:
+            progress.items += 1
+        progress.items_read += 1
+        if progress.on_items:
+            progress.on_items(1)
+
+
+# --- Containers -------------------------------------------------------------------------------------
+
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_jsonl(rows: Iterable[dict]) -> Iterator[bytes]:
+    """JSON Lines, yielded in chunks of about a megabyte."""
+    parts: list[str] = []
+    size = 0
+    for row in rows:
+        line = _json.encode(row)
+        parts.append(line)
+        size += len(line)
+        if size >= JSONL_FLUSH_BYTES:
+            parts.append("")
+            yield "\n".join(parts).encode()
+            parts, size = [], 0
+    if parts:
+        parts.append("")
+        yield "\n".join(parts).encode()
+
+
+def encode_gzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Gzip a byte stream as it passes."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        out = compressor.compress(chunk)
+        if out:
+            yield out
+    yield compressor.flush()
+
+
+_TURN = pa.struct([("role", pa.string()), ("content", pa.string())])
+_ANSWER = pa.struct([("id", pa.int64()), ("text", pa.string()), ("model", pa.string())])
+_ITEM_FIELDS = [
+    ("item_id", pa.int64()),
+    ("project", pa.string()),
+    ("conversation", pa.list_(_TURN)),
+    ("answers", pa.list_(_ANSWER)),
+    ("ranking", pa.list_(pa.list_(pa.int64()))),
+]
+PARQUET_SCHEMAS = {
+    "rankings": pa.schema(
+        _ITEM_FIELDS
+        + [
+            ("not_rankable", pa.bool_()),
+            # {answer_id: [labels]} elsewhere; `datasets` reads no Arrow map, so a list of entries here.
+            ("flags", pa.list_(pa.struct([("answer_id", pa.int64()), ("labels", pa.list_(pa.string()))]))),
+            ("annotator", pa.string()),
+            ("created_at", pa.string()),
+            ("seconds_spent", pa.float64()),
+        ]
+    ),
+    "consensus": pa.schema(
+        _ITEM_FIELDS + [("n_annotators", pa.int64()), ("n_agreeing", pa.int64()), ("agreement", pa.float64())]
+    ),
+    "pairs": pa.schema(
+        [
+            ("prompt", pa.string()),
+            ("chosen", pa.string()),
+            ("rejected", pa.string()),
+            ("item_id", pa.int64()),
+            ("rank_gap", pa.int64()),
+        ]
+    ),
+    "pairs-chat": pa.schema(
+        [
+            ("prompt", pa.list_(_TURN)),
+            ("chosen", pa.list_(_TURN)),
+            ("rejected", pa.list_(_TURN)),
+            ("item_id", pa.int64()),
+            ("rank_gap", pa.int64()),
+        ]
+    ),
+    # A tree has no fixed depth, so no fixed Parquet type: the tree travels as its JSON text.
+    "oasst": pa.schema(
+        [("message_tree_id", pa.string()), ("tree_state", pa.string()), ("prompt", pa.string())]
+    ),
+}
+
+
+class _DrainableSink:
+    """A write-only file for ParquetWriter whose bytes are taken away after each row group."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.position = 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self.parts.append(data)
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def drain(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def encode_parquet(rows: Iterable[dict], *, format: str) -> Iterator[bytes]:
+    """Parquet, one row group per PARQUET_ROW_GROUP_ROWS rows, yielded as each group is written."""
+    schema = PARQUET_SCHEMAS[check_format(format)]
+    sink = _DrainableSink()
+    writer = pq.ParquetWriter(sink, schema, compression="zstd")
+    batch: list[dict] = []
+
+    def flush() -> bytes:
+        if format == "oasst":
+            for row in batch:
+                row["prompt"] = _json.encode(row["prompt"])
+        elif format == "rankings":
+            for row in batch:
+                row["flags"] = [
+                    {"answer_id": int(answer_id), "labels": labels}
+                    for answer_id, labels in row["flags"].items()
+                ]
+        writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+        batch.clear()
+        return sink.drain()
+
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= PARQUET_ROW_GROUP_ROWS:
+            yield flush()
+    if batch:
+        yield flush()
+    writer.close()
+    yield sink.drain()
+
+
+def export_stream(
+    *,
+    project: Project,
+    format: str,
+    container: str = "jsonl",
+    filters: ExportFilters | None = None,
+    progress: ExportProgress | None = None,
+) -> Iterator[bytes]:
+    """The bytes of an export file, streamed chunk by chunk."""
+    rows = export_rows(project=project, format=format, filters=filters, progress=progress)
+    if container == "parquet":
+        return encode_parquet(rows, format=format)
+    if container == "jsonl.gz":
+        return encode_gzip(encode_jsonl(rows))
+    if container == "jsonl":
+        return encode_jsonl(rows)
+    raise ExportError(f"Unknown container {container!r}; use one of {', '.join(CONTAINERS)}.")
+
+
+def export_file_name(*, project: Project, format: str, container: str) -> str:
+    """A download name such as `my-project-pairs-20250131-1200.jsonl.gz`."""
+    slug = (
+        "".join(c if c.isalnum() else "-" for c in project.name.lower()).strip("-") or f"project-{project.pk}"
+    )
+    return f"{slug}-{format}-{timezone.now():%Y%m%d-%H%M}.{container}"
+
+
+# --- Snapshots -------------------------------------------------------------------------------------
+
+
+def export_source_fingerprint(*, project: Project) -> str:
+    """What the project's data looks like now; any ranking, item or answer added or removed changes it."""
+    items = Item.objects.filter(project=project).aggregate(n=Count("id"), last=Max("id"))
+    answers = Answer.objects.filter(project=project).aggregate(n=Count("id"), last=Max("id"))
+    rankings = Ranking.objects.filter(item__project=project).aggregate(n=Count("id"), last=Max("id"))
+    return ":".join(str(d[k] or 0) for d in (items, answers, rankings) for k in ("n", "last"))
+
+
+def export_snapshot_latest(
+    *, project: Project, format: str, filters: dict | None = None
+) -> ExportSnapshot | None:
+    """The newest snapshot of that format and those filters, if any."""
+    normalized = ExportFilters.from_mapping(filters).as_dict()
+    return ExportSnapshot.objects.filter(project=project, format=format, filters=normalized).first()
+
+
+def export_snapshot_create(
+    *,
+    project: Project,
+    format: str,
+    filters: dict | None = None,
+    force: bool = False,
+    container: str = "jsonl",
+) -> ExportSnapshot | None:
+    """Write an export to storage and record it; None when nothing changed since the latest such snapshot.
+
+    The file is written under a temporary name and renamed (or uploaded) only once complete, so a crash
+    never leaves a half file that looks like a snapshot.
+    """
+    check_format(format)
+    container = container_for(container=container)
+    parsed = ExportFilters.from_mapping(filters)
+    fingerprint = f"{container}|{export_source_fingerprint(project=project)}"
+    latest = export_snapshot_latest(project=project, format=format, filters=filters)
+    if not force and latest is not None and latest.source_fingerprint == fingerprint:
+        return None
+
+    now = timezone.now()
+    name = f"exports/{now:%Y/%m}/{project.pk}-{format}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}.{container}"
+    progress = ExportProgress()
+    digest = hashlib.sha256()
+    chunks = export_stream(
+        project=project, format=format, container=container, filters=parsed, progress=progress
+    )
+    name = _storage_write_atomically(name, chunks, digest)
+    try:
+        with transaction.atomic():
+            return ExportSnapshot.objects.create(
+                project=project,
+                format=format,
+                filters=parsed.as_dict(),
+                file=name,
+                row_count=progress.rows,
+                item_count=progress.items,
+                sha256=digest.hexdigest(),
+                source_fingerprint=fingerprint,
+            )
+    except BaseException:
+        default_storage.delete(name)
+        raise
+
+
+def _storage_write_atomically(name: str, chunks: Iterable[bytes], digest) -> str:
+    try:
+        final = Path(default_storage.path(name))
+    except NotImplementedError:
+        final = None
+    if final is None:
+        # Remote storage: spool locally, then one upload; the object appears only when complete.
+        with tempfile.TemporaryFile() as spool:
+            for chunk in chunks:
+                digest.update(chunk)
+                spool.write(chunk)
+            spool.seek(0)
+            return default_storage.save(name, File(spool, name=os.path.basename(name)))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.with_name(f".{final.name}.partial")
+    try:
+        with open(partial, "wb") as out:
+            for chunk in chunks:
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return name
+
+
+def export_snapshot_prune(*, keep: int | None = None, project: Project | None = None) -> int:
+    """Keep the newest `keep` (EXPORT_SNAPSHOT_RETENTION) snapshots per format and filters, delete others."""
+    keep = settings.EXPORT_SNAPSHOT_RETENTION if keep is None else keep
+    snapshots = ExportSnapshot.objects.order_by("project_id", "format", "-created_at", "-id")
+    if project is not None:
+        snapshots = snapshots.filter(project=project)
+    seen: dict[tuple, int] = {}
+    doomed: list[tuple[int, str]] = []
+    for pk, project_id, format, filters, file_name in snapshots.values_list(
+        "pk", "project_id", "format", "filters", "file"
+    ).iterator(chunk_size=2000):
+        key = (project_id, format, json.dumps(filters, sort_keys=True))
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > keep:
+            doomed.append((pk, file_name))
+    with transaction.atomic():
+        ExportSnapshot.objects.filter(pk__in=[pk for pk, _ in doomed]).delete()
+        names = [file_name for _, file_name in doomed if file_name]
+        transaction.on_commit(lambda: [default_storage.delete(n) for n in names])
+    return len(doomed)
+
+
+def export_snapshots_write_all(*, formats: Iterable[str] | None = None) -> list[ExportSnapshot]:
+    """Snapshot every active project in every format (default filters) where something changed, then prune."""
+    written = []
+    for project in Project.objects.filter(is_active=True).order_by("pk"):
+        for format in formats or FORMATS:
+            snapshot = export_snapshot_create(project=project, format=format)
+            if snapshot is not None:
+                written.append(snapshot)
+    export_snapshot_prune()
+    return written
+
+
+def snapshot_open_for_reading(snapshot: ExportSnapshot):
+    """The snapshot's file, opened for binary reading."""
+    return default_storage.open(snapshot.file.name, "rb")
