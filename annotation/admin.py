@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.db.models import Count
+from django.urls import path
 from django.utils.text import Truncator
 
+from .admin_import import project_import_view
 from .models import Answer, Assignment, ExportSnapshot, ImportBatch, Item, Project, Ranking
 
 
@@ -25,6 +27,17 @@ class ProjectAdmin(admin.ModelAdmin):
     @admin.display(ordering="item_count", description="items")
     def item_count(self, project):
         return project.item_count
+
+    def get_urls(self):
+        # The "Import data" page, linked from the project's change page (its change_form.html).
+        import_view = self.admin_site.admin_view(self.import_view)
+        return [
+            path("<path:object_id>/import/", import_view, name="annotation_project_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request, object_id):
+        return project_import_view(self, request, object_id)
 
 
 class AnswerInline(admin.TabularInline):

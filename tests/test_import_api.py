@@ -7,7 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotation.models import ImportBatch, Item, Ranking
-from tests.factories import ProjectFactory
+from tests.factories import ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -121,3 +121,59 @@ def test_the_import_endpoint_is_in_the_openapi_schema(staff_client):
     operation = schema["paths"]["/api/projects/{project_id}/import/"]["post"]
     assert "multipart/form-data" in operation["requestBody"]["content"]
     assert {"201", "400"} <= set(operation["responses"])
+
+
+# The admin's "Import data" page.
+
+
+@pytest.fixture
+def admin_client_logged_in(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def test_the_project_page_in_the_admin_links_to_the_import_page(admin_client_logged_in):
+    project = ProjectFactory()
+
+    page = admin_client_logged_in.get(f"/admin/annotation/project/{project.pk}/change/")
+
+    assert page.status_code == 200
+    assert f'href="/admin/annotation/project/{project.pk}/import/"'.encode() in page.content
+
+
+def test_staff_import_a_file_from_the_admin(admin_client_logged_in):
+    project = ProjectFactory()
+    url = f"/admin/annotation/project/{project.pk}/import/"
+    assert admin_client_logged_in.get(url).status_code == 200
+
+    response = admin_client_logged_in.post(url, {"file": jsonl(ROWS), "format": "auto"}, follow=True)
+
+    assert response.redirect_chain[-1][0] == f"/admin/annotation/project/{project.pk}/change/"
+    assert "2 new items, 5 new answers, 1 new imported rankings" in response.content.decode()
+    assert Item.objects.filter(project=project).count() == 2
+
+
+def test_a_bad_file_in_the_admin_shows_the_line_and_imports_nothing(admin_client_logged_in):
+    project = ProjectFactory()
+
+    response = admin_client_logged_in.post(
+        f"/admin/annotation/project/{project.pk}/import/",
+        {"file": jsonl([ROWS[0], '{"prompt": oops}'], name="upload.jsonl"), "format": "auto"},
+    )
+
+    assert response.status_code == 200
+    assert "upload.jsonl:2: not valid JSON" in response.content.decode()
+    assert not Item.objects.exists()
+
+
+def test_people_without_change_permission_cannot_use_the_admin_import(client):
+    project = ProjectFactory()
+    url = f"/admin/annotation/project/{project.pk}/import/"
+    client.force_login(UserFactory())
+    assert client.get(url).status_code == 302  # to the admin login: annotators are not staff
+
+    client.force_login(UserFactory(is_staff=True))
+    response = client.post(url, {"file": jsonl(ROWS), "format": "auto"})
+
+    assert response.status_code == 403
+    assert not Item.objects.exists()
