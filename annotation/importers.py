@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import re
 import sys
 import zlib
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("oasst-tree", "oasst-messages", "rankings", "pairs")
 ROLES = ("system", "user", "assistant")
@@ -386,7 +389,9 @@ def _pair_items(source: JsonLines) -> Iterator[ImportedItem]:
     for line, row in source.rows(description=source.name):
         item = _pair_item(source, line, row)
         # A pair whose two sides are the same text states no preference (Anthropic HH has a few).
-        if item is not None:
+        if item is None:
+            logger.warning("%s:%d: chosen and rejected are the same answer; row skipped", source.name, line)
+        else:
             yield item
 
 
@@ -580,7 +585,9 @@ def _oasst_items(source: JsonLines, root: Any, line_of) -> Iterator[ImportedItem
             )
         if expected_role is not None and role != expected_role:
             # Only two roles exist, so a wrong one means the same role twice in a row.
-            source.fail(line, f"message {node.get('message_id')} is a {role} reply to a {role} message")
+            source.fail(
+                line, f"message {node.get('message_id')} has the role of the message it replies to ({role})"
+            )
         if expected_role is None and role != "prompter":
             source.fail(line, "a tree must start with a prompter message")
         text = _required_string(source, line, node, "text", f"text of message {node.get('message_id')}")

@@ -474,6 +474,23 @@ def broken_tree(**changes) -> dict:
         ("oasst-tree", [second_tree(), broken_tree(text=None)], 2, "text of message a4 must be a string"),
         ("oasst-tree", [second_tree(), broken_tree(rank="first")], 2, "rank must be a whole number"),
         ("oasst-tree", [second_tree(), broken_tree(role="prompter")], 2, "is not an assistant"),
+        (
+            "oasst-tree",
+            [
+                oa_tree(
+                    oa_message(
+                        "r",
+                        "prompter",
+                        "?",
+                        replies=[
+                            oa_message("x", "assistant", "a", replies=[oa_message("y", "assistant", "b")])
+                        ],
+                    )
+                )
+            ],
+            1,
+            "message y has the role of the message it replies to (assistant)",
+        ),
         ("oasst-messages", oa_rows(second_tree()) + oa_rows(broken_tree(role="robot")), 8, "unknown role"),
         (
             "oasst-messages",
