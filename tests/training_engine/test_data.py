@@ -1,0 +1,115 @@
+"""Readers for every export shape, pair merging, ranking recovery and the deterministic split."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from training.reward_model.data import (
+    ReadReport,
+    groups_from_records,
+    parse_hh_transcript,
+    ranking_from_pairs,
+    read_groups,
+    split_groups,
+)
+from training.reward_model.synthetic import pair_records, synthetic_records
+
+RANKINGS_ROW = {
+    "item_id": 17,
+    "project": "p",
+    "conversation": [{"role": "user", "content": "hi"}],
+    "answers": [{"id": "a", "text": "A", "model": "m"}, {"id": "b", "text": "B"}, {"id": "c", "text": "C"}],
+    "ranking": [["b"], ["a", "c"]],
+    "not_rankable": False,
+    "flags": {},
+    "annotator": "ann-1",
+}
+
+
+def _write_jsonl(path, rows, gz=False):
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+
+
+def test_rankings_export_with_ties_and_ids(tmp_path):
+    path = tmp_path / "r.jsonl.gz"
+    second = {**RANKINGS_ROW, "annotator": "ann-2", "ranking": [["a"], ["b"], ["c"]]}
+    skipped = {**RANKINGS_ROW, "item_id": 18, "not_rankable": True}
+    _write_jsonl(path, [RANKINGS_ROW, second, skipped], gz=True)
+    report = ReadReport()
+    groups = read_groups(path, report=report)
+    assert len(groups) == 1 and groups[0].id == "17"
+    g = groups[0]
+    assert [a["id"] for a in g.answers] == ["a", "b", "c"]  # each answer once, whatever the row count
+    assert sorted(g.pairs) == sorted([(1, 0), (1, 2), (0, 1), (0, 2), (1, 2)])
+    assert g.ranking is None  # two annotators: their pairs train, no single ranking
+    assert report.skipped == {"marked not_rankable": 1}
+
+
+def test_consensus_keeps_ranking_and_plain_rows_accept_nested_ties():
+    consensus = {**RANKINGS_ROW, "n_annotators": 3, "agreement": 0.8}
+    plain = {"prompt": "q", "answers": ["x", "y", "z"], "ranking": [[0, 2], 1]}
+    unranked = {"prompt": "q2", "answers": ["x", "y"]}
+    report = ReadReport()
+    groups = groups_from_records([consensus, plain, unranked], report=report)
+    assert groups[0].ranking == [[1], [0, 2]]
+    assert groups[1].ranking == [[0, 2], [1]] and sorted(groups[1].pairs) == [(0, 1), (2, 1)]
+    assert report.skipped == {"row without a ranking": 1}
+
+
+def test_pairs_with_same_prompt_merge_and_answers_are_forwarded_once(tmp_path):
+    rows = synthetic_records(3, k=4, seed=3)
+    pairs = pair_records(rows)
+    for p in pairs:
+        p.pop("item_id")  # plain TRL rows: merge by prompt
+    path = tmp_path / "pairs.parquet"
+    pq.write_table(pa.Table.from_pylist(pairs), path)
+    groups = read_groups(path)
+    assert len(groups) == 3
+    for g, row in zip(groups, rows, strict=True):
+        assert len(g.answers) == 4 and len(g.pairs) == 6
+        # The pairs export of a full ranking gives the ranking back.
+        assert [[g.answers[i]["text"] for i in lv] for lv in g.ranking] == [
+            [row["answers"][i]] for i in row["ranking"]
+        ]
+
+
+def test_pairs_chat_and_implicit_hh_prompts():
+    chat = {
+        "prompt": [{"role": "user", "content": "hello"}],
+        "chosen": [{"role": "assistant", "content": "good"}],
+        "rejected": [{"role": "assistant", "content": "bad"}],
+    }
+    hh = {
+        "chosen": "\n\nHuman: hi\n\nAssistant: hey\n\nHuman: why?\n\nAssistant: because",
+        "rejected": "\n\nHuman: hi\n\nAssistant: hey\n\nHuman: why?\n\nAssistant: no",
+    }
+    g1, g2 = groups_from_records([chat, hh])
+    assert g1.conversation == [{"role": "user", "content": "hello"}] and g1.answer_texts == ["good", "bad"]
+    assert g2.conversation == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hey"},
+        {"role": "user", "content": "why?"},
+    ]
+    assert g2.answer_texts == ["because", "no"] and g2.pairs == [(0, 1)] and g2.ranking == [[0], [1]]
+
+
+def test_hh_parser_and_ranking_recovery():
+    assert parse_hh_transcript("Human: a\n\nAssistant: b") == [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+    ]
+    assert ranking_from_pairs(3, [(0, 1), (0, 2), (1, 2)]) == [[0], [1], [2]]
+    assert ranking_from_pairs(3, [(0, 1), (1, 2)]) is None  # not every cross pair: no ranking explains it
+
+
+def test_split_is_deterministic_by_id():
+    groups = groups_from_records(synthetic_records(200, seed=5))
+    a_train, a_eval = split_groups(groups, 0.25)
+    b_train, b_eval = split_groups(list(reversed(groups)), 0.25)
+    assert {g.id for g in a_eval} == {g.id for g in b_eval}
+    assert 25 < len(a_eval) < 75 and len(a_train) + len(a_eval) == 200
