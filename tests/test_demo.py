@@ -1,0 +1,35 @@
+"""`make run` loads the demo once: a project with real items waiting, and users who can log in."""
+
+import io
+import json
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from annotation.models import Item, Project, Ranking
+
+pytestmark = pytest.mark.django_db
+
+
+def test_demo_loads_once_with_items_users_and_printed_logins(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    first = io.StringIO()
+    call_command("load_demo", stdout=first)
+    call_command("load_demo", stdout=io.StringIO())
+
+    project = Project.objects.get()
+    items = Item.objects.filter(project=project)
+    assert items.count() >= 30
+    assert all(2 < item.answers.count() <= 5 for item in items)
+    assert any(len(item.conversation) > 1 for item in items), "some demo items are multi-turn"
+    assert Ranking.objects.filter(source=Ranking.Source.IMPORT).exists()
+    assert not Ranking.objects.filter(source=Ranking.Source.HUMAN).exists()
+
+    logins = json.loads((tmp_path / "demo-logins.json").read_text())
+    assert set(logins) == {"admin", "alice", "bob"}
+    for username, password in logins.items():
+        assert f"{username:<6} / {password}" in first.getvalue()
+        assert authenticate(username=username, password=password) is not None
+    assert authenticate(username="admin", password=logins["admin"]).is_staff
+    assert not authenticate(username="alice", password=logins["alice"]).is_staff
