@@ -84,24 +84,29 @@ def assignments_expire(*, now: datetime | None = None) -> int:
     return len(expired)
 
 
-def _open_lease(*, annotator: AbstractBaseUser, project: Project, now: datetime) -> Assignment | None:
+def _open_lease(
+    *, annotator: AbstractBaseUser, project: Project, now: datetime
+) -> tuple[Assignment | None, bool]:
+    """The annotator's live lease, if any, and whether a lapsed one of theirs was just closed."""
     lease = (
         Assignment.objects.filter(project=project, annotator=annotator, status=Assignment.Status.OPEN)
         .order_by("-created_at")
         .first()
     )
     if lease is None or lease.expires_at > now:
-        return lease
+        return lease, False
     # Run out, but the sweep stepped past it (it was locked at that moment): close it here.
     closed = Assignment.objects.filter(pk=lease.pk, status=Assignment.Status.OPEN).update(
         status=Assignment.Status.EXPIRED, finished_at=now
     )
     if closed:
         _release_slot(item_id=lease.item_id)
-    return None
+    return None, bool(closed)
 
 
-def _next_free_item_id(*, annotator: AbstractBaseUser, project: Project, skip: list[int]) -> int | None:
+def _next_free_item_id(
+    *, annotator: AbstractBaseUser, project: Project, skip: list[int], wait: bool
+) -> int | None:
     wanted = project.rankings_per_item
     taken = Assignment.objects.filter(item_id=OuterRef("pk"), annotator=annotator).exclude(
         status=Assignment.Status.EXPIRED
@@ -115,7 +120,7 @@ def _next_free_item_id(*, annotator: AbstractBaseUser, project: Project, skip: l
         .exclude(pk__in=skip)
         # Least-ranked first, matching the index, so the scan stops at the first row that fits.
         .order_by("human_ranking_count", "id")
-        .select_for_update(skip_locked=True, of=("self",))
+        .select_for_update(skip_locked=not wait, of=("self",))
         .values_list("pk", flat=True)
     )
     return candidates.first()
@@ -138,16 +143,24 @@ def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignm
     assignments_expire(now=now)
     with transaction.atomic():
         _lock_annotator(annotator)
-        lease = _open_lease(annotator=annotator, project=project, now=now)
+        lease, closed_own_lease = _open_lease(annotator=annotator, project=project, now=now)
         if lease is not None:
             return lease
         # Re-check under the row lock: the NOT EXISTS above was evaluated on the snapshot taken before
         # we won the lock, so a row can (rarely) turn out to be unfit; step past it and look again.
         unfit: list[int] = []
+        wait = False
         while True:
-            item_id = _next_free_item_id(annotator=annotator, project=project, skip=unfit)
+            item_id = _next_free_item_id(annotator=annotator, project=project, skip=unfit, wait=wait)
             if item_id is None:
-                return None
+                if wait or closed_own_lease:
+                    return None
+                # Every item with a free slot was locked by another request at that instant (a small
+                # project, or its last items): queue for them rather than say "no work" while slots
+                # remain. Not after closing our own lease above: we then hold that item's row lock, and
+                # waiting on another row while holding one could deadlock.
+                wait = True
+                continue
             item = Item.objects.get(pk=item_id)
             fits = item.human_ranking_count + item.open_lease_count < project.rankings_per_item
             previous = Assignment.objects.filter(item_id=item_id, annotator=annotator).first()

@@ -1,0 +1,122 @@
+"""Many annotators at once, each thread on its own PostgreSQL connection, against the real row locks."""
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+
+from annotation.assignment import assignment_next, ranking_submit
+from annotation.models import Assignment, Item, Ranking
+from tests.factories import ItemFactory, ProjectFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def run_at_once(work: Callable, arguments: list) -> list:
+    """Run work(argument) in one thread per argument, all released together; return results in order."""
+    barrier = threading.Barrier(len(arguments))
+    results: list = [None] * len(arguments)
+    errors: list[BaseException] = []
+
+    def run(index: int, argument) -> None:
+        try:
+            barrier.wait()
+            results[index] = work(argument)
+        except BaseException as exc:  # surfaced in the test below, not lost in the thread
+            errors.append(exc)
+        finally:
+            # Each thread opened its own connection; closing it lets the test database be dropped.
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, arg)) for i, arg in enumerate(arguments)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a worker thread hung"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def assert_counters_match_the_rows(project) -> None:
+    for item in Item.objects.filter(project=project):
+        rankings = Ranking.objects.filter(item=item, source=Ranking.Source.HUMAN).count()
+        leases = Assignment.objects.filter(item=item, status=Assignment.Status.OPEN).count()
+        assert (item.human_ranking_count, item.open_lease_count) == (rankings, leases), item
+
+
+def test_many_annotators_ranking_at_once_fill_every_slot_exactly_once():
+    project = ProjectFactory(rankings_per_item=3)
+    ItemFactory.create_batch(12, project=project, answers=4)
+    annotators = UserFactory.create_batch(16)
+
+    def rank_until_done(annotator) -> list[int]:
+        items_seen = []
+        while (assignment := assignment_next(annotator=annotator, project=project)) is not None:
+            items_seen.append(assignment.item_id)
+            order = [[answer_id] for answer_id in reversed(assignment.answer_order)]
+            ranking_submit(assignment_id=assignment.pk, annotator=annotator, order=order, seconds_spent=1)
+        return items_seen
+
+    per_annotator = run_at_once(rank_until_done, annotators)
+
+    for items_seen in per_annotator:
+        assert len(items_seen) == len(set(items_seen)), "an annotator got the same item twice"
+    per_item = Counter(item_id for items_seen in per_annotator for item_id in items_seen)
+    assert sorted(per_item.values()) == [3] * 12
+    assert Ranking.objects.count() == 36
+    assert not Item.objects.exclude(human_ranking_count=3).exists()
+    assert not Assignment.objects.filter(status=Assignment.Status.OPEN).exists()
+    assert_counters_match_the_rows(project)
+
+
+def test_simultaneous_requests_never_hand_out_more_leases_than_free_slots():
+    project = ProjectFactory(rankings_per_item=2)
+    ItemFactory.create_batch(4, project=project)
+    annotators = UserFactory.create_batch(16)
+
+    leases = run_at_once(lambda annotator: assignment_next(annotator=annotator, project=project), annotators)
+
+    granted = [lease for lease in leases if lease is not None]
+    assert len(granted) == 8
+    assert sorted(Counter(lease.item_id for lease in granted).values()) == [2, 2, 2, 2]
+    assert len({lease.annotator_id for lease in granted}) == 8
+    assert_counters_match_the_rows(project)
+
+
+def test_one_annotator_asking_from_several_tabs_at_once_gets_one_lease():
+    project = ProjectFactory(rankings_per_item=3)
+    ItemFactory.create_batch(5, project=project)
+    annotator = UserFactory()
+
+    leases = run_at_once(lambda _: assignment_next(annotator=annotator, project=project), list(range(8)))
+
+    assert len({lease.pk for lease in leases}) == 1
+    assert Assignment.objects.filter(annotator=annotator).count() == 1
+    assert_counters_match_the_rows(project)
+
+
+def test_a_double_submit_racing_itself_records_one_ranking():
+    project = ProjectFactory()
+    ItemFactory(project=project, answers=3)
+    annotator = UserFactory()
+    assignment = assignment_next(annotator=annotator, project=project)
+    order = [[answer_id] for answer_id in assignment.answer_order]
+
+    def submit(_):
+        return ranking_submit(assignment_id=assignment.pk, annotator=annotator, order=order)
+
+    results = run_at_once(submit, list(range(6)))
+
+    assert sorted(created for _, created in results) == [False] * 5 + [True]
+    assert len({ranking.pk for ranking, _ in results}) == 1
+    assert Ranking.objects.count() == 1
+    assert_counters_match_the_rows(project)
