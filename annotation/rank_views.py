@@ -2,10 +2,16 @@
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from .markdown import render_markdown
 from .models import Project
+
+
+def _url_template(name: str) -> str:
+    # The script fills in the assignment id it gets from the API; 0 is a stand-in no real row has.
+    return reverse(name, args=[0]).replace("/0/", "/{id}/")
 
 
 @login_required
@@ -17,10 +23,10 @@ def rank(request, project_id: int):
         "project_id": project.pk,
         "allow_ties": project.allow_ties,
         "flag_labels": list(project.flag_labels or []),
-        "next_url": f"/api/projects/{project.pk}/next/",
-        "progress_url": f"/api/projects/{project.pk}/progress/",
-        "submit_url_template": "/api/assignments/{id}/submit/",
-        "skip_url_template": "/api/assignments/{id}/skip/",
+        "next_url": reverse("assignment-next", args=[project.pk]),
+        "progress_url": reverse("project-progress-api", args=[project.pk]),
+        "submit_url_template": _url_template("assignment-submit"),
+        "skip_url_template": _url_template("assignment-skip"),
     }
     return render(
         request,

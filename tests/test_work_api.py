@@ -53,10 +53,14 @@ def test_next_returns_the_item_its_answers_in_lease_order_and_progress(annotator
     assert data["id"] == assignment.pk
     assert data["item_id"] == item.pk
     assert data["expires_at"]
-    assert data["conversation"] == item.conversation
+    assert [{"role": turn["role"], "content": turn["content"]} for turn in data["conversation"]] == (
+        item.conversation
+    )
+    assert data["conversation"][1]["html"] == "<p>Hi?</p>"
     assert [answer["id"] for answer in data["answers"]] == assignment.answer_order
     assert {answer["text"] for answer in data["answers"]} == {"one", "two", "three", "four"}
-    assert set(data["answers"][0]) == {"id", "text", "model"}
+    assert set(data["answers"][0]) == {"id", "text", "model", "html"}
+    assert all(answer["html"] == f"<p>{answer['text']}</p>" for answer in data["answers"])
     assert data["project"]["id"] == project.pk
     assert data["project"]["name"] == project.name
     assert data["project"]["allow_ties"] is True

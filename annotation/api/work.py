@@ -43,12 +43,22 @@ class ProgressSerializer(serializers.Serializer):
 class TurnSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["system", "user", "assistant"])
     content = serializers.CharField()
+    html = serializers.SerializerMethodField(help_text="content rendered from Markdown and sanitised.")
+
+    def get_html(self, turn: dict) -> str:
+        return render_markdown(turn.get("content", ""))
 
 
 class WorkAnswerSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     text = serializers.CharField(help_text="Untrusted Markdown: render it sanitised.")
     model = serializers.CharField(source="model_name", allow_blank=True)
+    html = serializers.SerializerMethodField(
+        help_text="text rendered from Markdown and sanitised: raw HTML shows as text, nothing can run."
+    )
+
+    def get_html(self, answer: Answer) -> str:
+        return render_markdown(answer.text)
 
 
 class WorkProjectSerializer(serializers.Serializer):

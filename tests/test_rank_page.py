@@ -1,0 +1,142 @@
+"""The ranking page's server side: Markdown rendering, the page itself, and CSRF on the calls it makes."""
+
+import json
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from annotation.markdown import render_markdown
+from tests.factories import ItemFactory, ProjectFactory, UserFactory
+
+PASSWORD = "correct horse battery staple"
+
+
+def test_render_markdown_renders_common_markdown():
+    html = render_markdown("Use **bold**, `code` and a [link](https://example.org).\n\n- one\n- two")
+
+    assert "<strong>bold</strong>" in html
+    assert "<code>code</code>" in html
+    assert '<a href="https://example.org" rel="noopener noreferrer nofollow">link</a>' in html
+    assert "<li>one</li>" in html
+
+
+def test_render_markdown_shows_script_tags_as_text():
+    html = render_markdown("<script>window.pwned=1</script>")
+
+    assert "<script" not in html
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in html
+
+
+def test_render_markdown_shows_img_onerror_as_text():
+    html = render_markdown('Look: <img src=x onerror="window.pwned=1"> and <b>bold</b>')
+
+    assert "<img" not in html
+    assert "<b>" not in html
+    assert "&lt;img src=x onerror=" in html
+
+
+def test_render_markdown_drops_javascript_links():
+    html = render_markdown("[click](javascript:alert(1)) [data](data:text/html,<script>x</script>)")
+
+    assert "javascript:" not in html
+    assert "data:" not in html
+    assert "click" in html
+
+
+def test_render_markdown_keeps_angle_brackets_in_code_and_quotes():
+    html = render_markdown("> quoted\n\n```\nif a < b and c > d: print('<x>')\n```")
+
+    assert "<blockquote>" in html
+    assert "if a &lt; b and c &gt; d" in html
+
+
+def test_render_markdown_of_empty_text_is_empty():
+    assert render_markdown("") == ""
+
+
+@pytest.mark.django_db
+def test_rank_page_asks_anonymous_visitors_to_log_in():
+    project = ProjectFactory()
+
+    response = Client().get(reverse("rank", args=[project.pk]))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.django_db
+def test_rank_page_shows_the_project_guidelines_rendered_and_sanitised():
+    project = ProjectFactory(guidelines="Prefer **honest** answers. <script>alert(1)</script>")
+    client = Client()
+    client.force_login(UserFactory())
+
+    response = client.get(reverse("rank", args=[project.pk]))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "<strong>honest</strong>" in content
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content
+    assert "<script>alert(1)" not in content
+    script = content.split('id="rank-settings" type="application/json">')[1]
+    settings = json.loads(script.split("</script>")[0])
+    assert settings["project_id"] == project.pk
+    assert settings["allow_ties"] is True
+    assert settings["next_url"] == f"/api/projects/{project.pk}/next/"
+    assert settings["submit_url_template"] == "/api/assignments/{id}/submit/"
+    assert response.cookies["csrftoken"].value
+
+
+@pytest.mark.django_db
+def test_rank_page_of_an_inactive_project_is_not_found():
+    project = ProjectFactory(is_active=False)
+    client = Client()
+    client.force_login(UserFactory())
+
+    assert client.get(reverse("rank", args=[project.pk])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_home_links_each_project_to_its_ranking_page():
+    project = ProjectFactory()
+    client = Client()
+    client.force_login(UserFactory())
+
+    response = client.get(reverse("home"))
+
+    assert reverse("rank", args=[project.pk]) in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_page_posts_without_the_csrf_token_are_refused():
+    project = ProjectFactory()
+    ItemFactory(project=project)
+    user = UserFactory()
+    client = Client(enforce_csrf_checks=True)
+    # Logged in through the login form, as the page's user is: a session cookie, no token sent.
+    login_page = client.get(reverse("login"))
+    token = login_page.cookies["csrftoken"].value
+    credentials = {"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": token}
+    assert client.post(reverse("login"), credentials).status_code == 302
+    next_url = reverse("assignment-next", args=[project.pk])
+
+    refused = client.post(next_url, content_type="application/json")
+
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["detail"]
+    # The same request with the token the page reads from its cookie goes through.
+    page = client.get(reverse("rank", args=[project.pk]))
+    token = page.cookies.get("csrftoken", client.cookies["csrftoken"]).value
+    accepted = client.post(next_url, content_type="application/json", headers={"X-CSRFToken": token})
+    assert accepted.status_code == 200
+    assignment = accepted.json()["assignment"]
+    assert assignment is not None
+    submit_refused = client.post(
+        reverse("assignment-submit", args=[assignment["id"]]),
+        data={"order": [[answer["id"]] for answer in assignment["answers"]]},
+        content_type="application/json",
+    )
+    assert submit_refused.status_code == 403
+    skip_url = reverse("assignment-skip", args=[assignment["id"]])
+    skip_refused = client.post(skip_url, content_type="application/json")
+    assert skip_refused.status_code == 403

@@ -1,0 +1,205 @@
+"""The ranking page in a real Chromium against the live test server on PostgreSQL."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from django.db import connections
+from django.urls import reverse
+
+from annotation.models import Assignment, Ranking
+from tests.factories import ItemFactory, ProjectFactory, UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PASSWORD = "correct horse battery staple"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+HOSTILE_ANSWER = 'Hi <script>window.pwned=1</script> and <img src=x onerror="window.pwned=1"> there'
+
+NEW_ITEM_SHOWN = """(previous) => {
+  const ids = [...document.querySelectorAll('[data-answers] .answer-card')].map((card) => card.dataset.id);
+  return ids.length > 0 && !ids.some((id) => previous.includes(id));
+}"""
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the test makes
+    # between browser steps are ordinary blocking calls, which Django would otherwise refuse.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+        # Connections the test opened while Playwright's loop ran are not the ones pytest-django closes at
+        # the end of the session; left open, they stop it from dropping the test database.
+        connections.close_all()
+
+
+def _open_page(browser, width=1280, height=900):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(15_000)
+    return page
+
+
+def _log_in(page, live_server, user, next_path):
+    page.goto(f"{live_server.url}{next_path}")
+    # Not signed in: the page sends us to the login form, which brings us back.
+    assert reverse("login") in page.url
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form button[type=submit]")
+    page.wait_for_url(f"{live_server.url}{next_path}")
+
+
+def _answer_ids(page) -> list[int]:
+    page.wait_for_selector("[data-answers] .answer-card")
+    return [
+        int(i)
+        for i in page.eval_on_selector_all("[data-answers] .answer-card", "cs => cs.map(c => c.dataset.id)")
+    ]
+
+
+def _card(page, answer_id):
+    return page.locator(f'[data-answers] .answer-card[data-id="{answer_id}"]')
+
+
+def _wait_for_next_item(page, previous_ids):
+    page.wait_for_function(NEW_ITEM_SHOWN, arg=[str(answer_id) for answer_id in previous_ids])
+
+
+def _drag(page, source, target):
+    """Drag `source` by its header and drop it on the top half of `target`, as a person's mouse would."""
+    start = source.locator(".answer-head").bounding_box()
+    end = target.locator(".answer-head").bounding_box()
+    page.mouse.move(start["x"] + 40, start["y"] + start["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(end["x"] + 40, end["y"] + 2, steps=20)
+    page.mouse.move(end["x"] + 40, end["y"] + 1, steps=5)
+    page.mouse.up()
+
+
+def _ranking_of(user, answer_ids) -> Ranking:
+    return Ranking.objects.get(annotator=user, item__answers__id=answer_ids[0])
+
+
+def test_annotator_ranks_by_drag_keyboard_tie_skips_flags_and_marks_not_rankable(browser, live_server):
+    project = ProjectFactory(rankings_per_item=1, allow_ties=True, flag_labels=["spam", "harmful"])
+    items = [
+        ItemFactory(
+            project=project,
+            conversation=[
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": f"Question {number}: how do I add to a **list**?"},
+                {"role": "assistant", "content": "One element or several?"},
+                {"role": "user", "content": "Just one."},
+            ],
+            answers=[f"Item {number}, answer {letter}: use `append`." for letter in "xyz"],
+        )
+        for number in range(5)
+    ]
+    user = UserFactory()
+    page = _open_page(browser)
+    _log_in(page, live_server, user, reverse("rank", args=[project.pk]))
+
+    # 1. By dragging: the last card goes to the top.
+    first, second, third = _answer_ids(page)
+    assert page.locator("[data-turns] .turn").count() == 4
+    assert page.locator("[data-turns] .turn-system .turn-role").text_content() == "System"
+    assert page.locator("[data-turns] .turn-user strong").first.inner_text() == "list"
+    _drag(page, _card(page, third), _card(page, first))
+    assert _answer_ids(page) == [third, first, second]
+    page.click("[data-action=submit]")
+    _wait_for_next_item(page, [first, second, third])
+    dragged = _ranking_of(user, [first])
+    assert dragged.order == [[third], [first], [second]]
+    assert dragged.not_rankable is False
+    assert dragged.seconds_spent is not None and dragged.seconds_spent >= 0
+
+    # 2. By keyboard only: the first card has focus when the item appears.
+    first, second, third = _answer_ids(page)
+    page.keyboard.press("ArrowDown")  # the focused first answer moves down one place
+    page.keyboard.press("3")  # ...and then to the last place
+    page.keyboard.press("k")  # focus the card above it (now `third`)
+    page.keyboard.press("1")  # ...and make it the best
+    assert _answer_ids(page) == [third, second, first]
+    page.keyboard.press("Enter")
+    _wait_for_next_item(page, [first, second, third])
+    assert _ranking_of(user, [first]).order == [[third], [second], [first]]
+
+    # 3. With a tie (by keyboard) and a flag (by mouse).
+    first, second, third = _answer_ids(page)
+    page.keyboard.press("j")  # focus the second card
+    page.keyboard.press("t")  # tie it with the first
+    assert _card(page, second).locator("[data-tie-chip]").is_visible()
+    assert _card(page, second).locator("[data-rank]").inner_text() == "1"
+    assert _card(page, third).locator("[data-rank]").inner_text() == "2"
+    _card(page, third).get_by_label("spam").check()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "rank-page.png"))
+    page.click("[data-action=submit]")
+    _wait_for_next_item(page, [first, second, third])
+    tied = _ranking_of(user, [first])
+    assert tied.order == [[first, second], [third]]
+    assert tied.flags == {str(third): ["spam"]}
+
+    # 4. Skipped with the key.
+    skipped_ids = _answer_ids(page)
+    page.keyboard.press("s")
+    _wait_for_next_item(page, skipped_ids)
+    skipped = Assignment.objects.get(annotator=user, item__answers__id=skipped_ids[0])
+    assert skipped.status == Assignment.Status.SKIPPED
+    assert not Ranking.objects.filter(annotator=user, item=skipped.item).exists()
+
+    # 5. None of the answers is acceptable, with a comment.
+    last_ids = _answer_ids(page)
+    page.get_by_label("None of these answers is acceptable").check()
+    page.click("[data-comment-box] summary")
+    page.fill("[data-comment]", "All three ignore the question.")
+    page.click("[data-action=submit]")
+    page.wait_for_selector("[data-done]:not([hidden])")
+    rejected = _ranking_of(user, last_ids)
+    assert rejected.not_rankable is True
+    assert rejected.order == []
+    assert rejected.comment == "All three ignore the question."
+
+    # Every item was handed out once; the page says there is nothing left and shows the progress.
+    assert (
+        page.locator("[data-done-message]").inner_text()
+        == "No more items to rank in this project. Thank you!"
+    )
+    assert page.locator('[data-progress="mine_today"]').inner_text() == "4"
+    assert page.locator('[data-progress="mine_total"]').inner_text() == "4"
+    assert Ranking.objects.filter(annotator=user).count() == 4
+    assert {assignment.item_id for assignment in Assignment.objects.filter(annotator=user)} == {
+        item.pk for item in items
+    }
+
+
+def test_hostile_answer_renders_as_inert_text(browser, live_server):
+    project = ProjectFactory()
+    ItemFactory(
+        project=project,
+        conversation=[{"role": "user", "content": HOSTILE_ANSWER}],
+        answers=[HOSTILE_ANSWER, "A **plain** answer."],
+    )
+    user = UserFactory()
+    page = _open_page(browser, width=390, height=844)
+    _log_in(page, live_server, user, reverse("rank", args=[project.pk]))
+    _answer_ids(page)
+
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    assert page.locator("[data-answers] img, [data-turns] img, [data-answers] script").count() == 0
+    hostile_card = page.locator("[data-answers] .answer-card", has_text="window.pwned")
+    assert "<script>window.pwned=1</script>" in hostile_card.inner_text()
+    assert '<img src=x onerror="window.pwned=1">' in hostile_card.inner_text()
+    assert "<script>window.pwned=1</script>" in page.locator("[data-turns]").inner_text()
+    assert page.locator("[data-answers] strong", has_text="plain").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "rank-page-phone.png"), full_page=True)
