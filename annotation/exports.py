@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -28,6 +29,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from .agreement import AgreementSummary, ProjectAgreement
 from .consensus import item_consensus
 from .models import Answer, ExportSnapshot, Item, Project, Ranking
 from .pairs import ranking_pairs
@@ -777,3 +779,57 @@ def export_snapshots_write_all(*, formats: Iterable[str] | None = None) -> list[
 def snapshot_open_for_reading(snapshot: ExportSnapshot):
     """The snapshot's file, opened for binary reading."""
     return default_storage.open(snapshot.file.name, "rb")
+
+
+# --- Agreement over a project ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProjectFigures:
+    """A project's agreement figures and how its consensus looks."""
+
+    agreement: AgreementSummary
+    consensus_items: int
+    unanimous_best: int
+
+    def as_dict(self) -> dict[str, object]:
+        """The figures flat, as the API and the project data page show them."""
+        summary = self.agreement
+        return {
+            "items": summary.items,
+            "comparisons": summary.comparisons,
+            "mean_tau_b": summary.mean_tau_b,
+            "alpha_ordinal": summary.alpha_ordinal,
+            "consensus_items": self.consensus_items,
+            "unanimous_best": self.unanimous_best,
+            "annotators": [asdict(a) for a in summary.annotators],
+        }
+
+
+def project_figures(*, project: Project, filters: ExportFilters | None = None) -> ProjectFigures:
+    """Agreement and consensus figures, read through the export reader (people only unless filters say).
+
+    Imported rankings are left out by default: an aggregate such as Open-Assistant's `rank` is no
+    annotator. The result is cached until the project's data changes.
+    """
+    filters = filters or ExportFilters(include_imported=False)
+    fingerprint = export_source_fingerprint(project=project)
+    filters_digest = hashlib.sha256(_json.encode(filters.as_dict()).encode()).hexdigest()[:16]
+    key = f"project-figures:{project.pk}:{fingerprint}:{filters_digest}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    agreement = ProjectAgreement()
+    consensus_items = unanimous_best = 0
+    for item in export_items(project=project, filters=filters):
+        known = {a.id for a in item.answers}
+        candidates = [a.id for a in item.answers]
+        by_annotator = {r.annotator: _known_only(r.order, known) for r in item.rankings}
+        agreement.add_item(by_annotator, candidates=candidates)
+        consensus = item_consensus(list(by_annotator.values()), candidates=candidates)
+        if consensus.n_annotators:
+            consensus_items += 1
+            unanimous_best += consensus.n_agreeing == consensus.n_annotators
+    figures = ProjectFigures(agreement.summary(), consensus_items, unanimous_best)
+    cache.set(key, figures, timeout=24 * 3600)
+    return figures

@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import imports, projects, work
+from . import exports, imports, projects, work
 
 router = DefaultRouter()
 router.register("projects", projects.ProjectViewSet, basename="project")
@@ -15,5 +15,21 @@ urlpatterns = [
     path("assignments/<int:assignment_id>/submit/", work.SubmitView.as_view(), name="assignment-submit"),
     path("assignments/<int:assignment_id>/skip/", work.SkipView.as_view(), name="assignment-skip"),
     path("projects/<int:project_id>/import/", imports.ProjectImportView.as_view(), name="project-import"),
+    path("projects/<int:project_id>/export/", exports.ProjectExportView.as_view(), name="project-export"),
+    path(
+        "projects/<int:project_id>/snapshots/",
+        exports.ProjectSnapshotListView.as_view(),
+        name="project-snapshots",
+    ),
+    path(
+        "projects/<int:project_id>/agreement/",
+        exports.ProjectAgreementView.as_view(),
+        name="project-agreement",
+    ),
+    path(
+        "snapshots/<int:snapshot_id>/download/",
+        exports.SnapshotDownloadView.as_view(),
+        name="snapshot-download",
+    ),
     path("", include(router.urls)),
 ]

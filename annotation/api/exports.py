@@ -1,0 +1,213 @@
+"""Datasets out over the API (staff only): streamed exports, snapshots, agreement and consensus figures."""
+
+import os
+from dataclasses import fields
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import generics, serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..exports import (
+    CONTAINERS,
+    FORMATS,
+    PAIRS_FROM,
+    ExportError,
+    ExportFilters,
+    check_format,
+    container_for,
+    export_file_name,
+    export_stream,
+    project_figures,
+)
+from ..models import ExportSnapshot, Project
+from .permissions import IsStaff
+
+CONTENT_TYPES = {
+    "jsonl": "application/x-ndjson; charset=utf-8",
+    "jsonl.gz": "application/gzip",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+FILTER_PARAMETERS = [
+    OpenApiParameter(
+        "since", OpenApiTypes.DATETIME, description="Rankings created at or after (date or ISO)."
+    ),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="Rankings created before (date or ISO)."),
+    OpenApiParameter("min_annotators", int, description="Skip items with fewer rankings (default 1)."),
+    OpenApiParameter("include_imported", bool, description="Take imported rankings too."),
+    OpenApiParameter("exclude_not_rankable", bool, description="Leave out rankings marked not rankable."),
+    OpenApiParameter("exclude_flagged", bool, description="Leave out answers anyone flagged."),
+]
+
+
+class IgnoreFormatParameter(BaseContentNegotiation):
+    """`?format=` names the dataset shape here, not DRF's renderer, so it must not pick one."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+def _filters(query) -> ExportFilters:
+    names = [field.name for field in fields(ExportFilters)]
+    values = {name: query[name] for name in names if name in query}
+    try:
+        return ExportFilters.from_mapping(values)
+    except ExportError as exc:
+        raise ValidationError({"detail": str(exc)}) from exc
+
+
+class ProjectExportView(APIView):
+    """Stream a project's dataset in one of the export shapes, as JSONL, gzip or Parquet."""
+
+    permission_classes = [IsStaff]
+    content_negotiation_class = IgnoreFormatParameter
+
+    @extend_schema(
+        summary="Download a dataset export, streamed (staff)",
+        parameters=[
+            OpenApiParameter("format", str, enum=FORMATS, required=True, description="The row shape."),
+            OpenApiParameter("container", str, enum=CONTAINERS, description="File type (default jsonl)."),
+            OpenApiParameter(
+                "pairs_from", str, enum=PAIRS_FROM, description="Pairs from each ranking or consensus."
+            ),
+            *FILTER_PARAMETERS,
+        ],
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.BINARY, description="JSON Lines"),
+            (200, "application/gzip"): OpenApiResponse(OpenApiTypes.BINARY, description="Gzipped JSON Lines"),
+            (200, "application/vnd.apache.parquet"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="Parquet"
+            ),
+            400: inline_serializer("ExportError", fields={"detail": serializers.CharField()}),
+        },
+    )
+    def get(self, request, project_id: int):
+        project = get_object_or_404(Project, pk=project_id)
+        try:
+            format = check_format(request.query_params.get("format", ""))
+            container = container_for(container=request.query_params.get("container") or "jsonl")
+        except ExportError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        filters = _filters(request.query_params)
+        response = StreamingHttpResponse(
+            export_stream(project=project, format=format, container=container, filters=filters),
+            content_type=CONTENT_TYPES[container],
+        )
+        name = export_file_name(project=project, format=format, container=container)
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        response["X-Accel-Buffering"] = "no"  # let a proxy pass the stream on as it comes
+        return response
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+    file_name = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExportSnapshot
+        fields = [
+            "id",
+            "project",
+            "format",
+            "filters",
+            "row_count",
+            "item_count",
+            "sha256",
+            "file_name",
+            "created_at",
+            "download_url",
+        ]
+
+    def get_download_url(self, snapshot) -> str:
+        return reverse("snapshot-download", args=[snapshot.pk])
+
+    def get_file_name(self, snapshot) -> str:
+        return os.path.basename(snapshot.file.name)
+
+
+@extend_schema(
+    summary="A project's export snapshots, newest first (staff)",
+    parameters=[OpenApiParameter("format", str, enum=FORMATS, description="Only this format.")],
+)
+class ProjectSnapshotListView(generics.ListAPIView):
+    """The snapshots the schedule (or training) wrote for a project."""
+
+    permission_classes = [IsStaff]
+    serializer_class = SnapshotSerializer
+    content_negotiation_class = IgnoreFormatParameter
+
+    def get_queryset(self):
+        project = get_object_or_404(Project, pk=self.kwargs["project_id"])
+        snapshots = ExportSnapshot.objects.filter(project=project).order_by("-created_at", "-id")
+        if self.request.query_params.get("format"):
+            snapshots = snapshots.filter(format=self.request.query_params["format"])
+        return snapshots
+
+
+class SnapshotDownloadView(APIView):
+    """The snapshot's file, as written."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        summary="Download an export snapshot (staff)",
+        responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)},
+    )
+    def get(self, request, snapshot_id: int):
+        snapshot = get_object_or_404(ExportSnapshot, pk=snapshot_id)
+        name = os.path.basename(snapshot.file.name)
+        container = container_for(name=name)
+        response = FileResponse(
+            default_storage.open(snapshot.file.name, "rb"),
+            as_attachment=True,
+            filename=name,
+            content_type=CONTENT_TYPES[container],
+        )
+        response["X-Checksum-SHA256"] = snapshot.sha256
+        return response
+
+
+class AnnotatorAgreementSerializer(serializers.Serializer):
+    annotator = serializers.CharField(help_text="Pseudonym.")
+    items = serializers.IntegerField(help_text="Items this annotator shares with others.")
+    tau_b = serializers.FloatField(allow_null=True, help_text="Mean τ-b against the others' consensus.")
+
+
+class ProjectAgreementSerializer(serializers.Serializer):
+    project = serializers.IntegerField()
+    items = serializers.IntegerField(help_text="Items ranked by at least two annotators.")
+    comparisons = serializers.IntegerField(help_text="Annotator pairs on shared items with a defined τ-b.")
+    mean_tau_b = serializers.FloatField(allow_null=True)
+    alpha_ordinal = serializers.FloatField(allow_null=True, help_text="Krippendorff's α, ordinal.")
+    consensus_items = serializers.IntegerField(help_text="Items with a consensus (at least one ranking).")
+    unanimous_best = serializers.IntegerField(help_text="Items where every annotator chose a consensus best.")
+    annotators = AnnotatorAgreementSerializer(many=True)
+
+
+class ProjectAgreementView(APIView):
+    """Inter-annotator agreement and consensus figures of a project (people's rankings by default)."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        summary="Agreement and consensus figures (staff)",
+        parameters=FILTER_PARAMETERS,
+        responses={200: ProjectAgreementSerializer},
+    )
+    def get(self, request, project_id: int):
+        project = get_object_or_404(Project, pk=project_id)
+        query = request.query_params.copy()
+        query.setdefault("include_imported", "false")
+        figures = project_figures(project=project, filters=_filters(query))
+        return Response(ProjectAgreementSerializer({"project": project.pk, **figures.as_dict()}).data)
