@@ -1,0 +1,138 @@
+"""Training runs executed in this process: the real engine in a child process, real PostgreSQL."""
+
+import pytest
+
+from annotation.models import ExportSnapshot
+from tests.factories import ProjectFactory
+from tests.training_setup import TINY_ARGUMENTS, learnable_rankings_create, tiny_base_model_save
+from training.models import RewardModel, TrainingRun
+from training.services import (
+    TrainingError,
+    item_in_evaluation_split,
+    reward_model_activate,
+    training_run_cancel,
+    training_run_execute,
+    training_runs_reap_stale,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+@pytest.fixture
+def roots(settings, tmp_path):
+    settings.MODEL_ROOT = tmp_path / "models"
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.TRAINING_HEARTBEAT_SECONDS = 1
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    return tiny_base_model_save(tmp_path_factory.mktemp("tiny-base"))
+
+
+@pytest.fixture
+def project(tiny_base):
+    project = ProjectFactory(training_arguments={**TINY_ARGUMENTS, "base_model": str(tiny_base)})
+    learnable_rankings_create(project=project, count=24)
+    return project
+
+
+def queued_run(project, **arguments):
+    return TrainingRun.objects.create(
+        project=project,
+        trigger=TrainingRun.Trigger.ADMIN,
+        arguments={**project.training_arguments, **arguments},
+    )
+
+
+def test_first_model_activates_and_a_worse_one_waits_for_staff(roots, project):
+    run = training_run_execute(run_id=queued_run(project).pk, worker_hostname="test")
+
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.export_snapshot.format == ExportSnapshot.Format.RANKINGS
+    assert run.train_row_count + run.eval_row_count == 24
+    assert run.eval_row_count > 0
+    assert run.step == run.total_steps > 0
+    assert run.loss_history and run.result_metrics["eval"]["pairs"] > 0
+    first = run.reward_model
+    assert (first.version, first.is_active) == (1, True)
+    assert first.pairwise_accuracy is not None
+    assert (roots / "models" / f"project-{project.pk}" / f"run-{run.pk}" / "model" / "config.json").exists()
+
+    # lr 0 leaves the random base model untouched: worse than the trained one on the same split.
+    run = training_run_execute(run_id=queued_run(project, lr=0.0, epochs=1).pk)
+
+    second = run.reward_model
+    first.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED
+    assert first.is_active and not second.is_active
+    assert second.compared_with == first
+    assert second.compared_accuracy is not None and second.pairwise_accuracy < second.compared_accuracy
+    assert "below the active v1" in second.not_active_reason
+
+    reward_model_activate(reward_model=second)
+
+    assert list(RewardModel.objects.filter(project=project, is_active=True)) == [second]
+
+
+def test_engine_error_fails_the_run_with_the_error(roots, project, tmp_path):
+    run = training_run_execute(run_id=queued_run(project, base_model=str(tmp_path / "no-such-model")).pk)
+
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED
+    assert "exited with status 1" in run.error
+    assert "no-such-model" in run.error
+    assert run.finished_at is not None
+    assert not RewardModel.objects.filter(project=project).exists()
+
+
+def test_project_without_rankings_fails_with_a_clear_message(roots, tiny_base):
+    project = ProjectFactory(training_arguments={"base_model": str(tiny_base)})
+
+    run = training_run_execute(run_id=queued_run(project).pk)
+
+    assert run.status == TrainingRun.Status.FAILED
+    assert run.error == "The project has no rankings to train on."
+
+
+def test_cancelled_queued_run_is_never_executed(roots, project):
+    run = queued_run(project)
+    training_run_cancel(run=run)
+
+    assert training_run_execute(run_id=run.pk) is None
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.CANCELLED
+    with pytest.raises(TrainingError, match="already finished"):
+        training_run_cancel(run=run)
+
+
+def test_reaper_fails_only_runs_whose_heartbeat_is_stale(settings, project):
+    from django.utils import timezone
+
+    settings.TRAINING_STALE_AFTER_SECONDS = 60
+    now = timezone.now()
+    stale = queued_run(project)
+    TrainingRun.objects.filter(pk=stale.pk).update(
+        status=TrainingRun.Status.RUNNING, heartbeat_at=now - timezone.timedelta(seconds=61)
+    )
+    fresh = TrainingRun.objects.create(
+        project=ProjectFactory(),
+        trigger="api",
+        status="running",
+        heartbeat_at=now - timezone.timedelta(seconds=5),
+    )
+
+    assert training_runs_reap_stale(now=now) == [stale.pk]
+    stale.refresh_from_db()
+    fresh.refresh_from_db()
+    assert stale.status == TrainingRun.Status.FAILED and "No heartbeat" in stale.error
+    assert fresh.status == TrainingRun.Status.RUNNING
+
+
+def test_evaluation_split_is_fixed_per_item():
+    picks = [item_in_evaluation_split(project_id=1, item_id=i, fraction=0.25) for i in range(400)]
+
+    assert picks == [item_in_evaluation_split(project_id=1, item_id=i, fraction=0.25) for i in range(400)]
+    assert 60 < sum(picks) < 140

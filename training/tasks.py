@@ -1,0 +1,33 @@
+"""Celery entry points for training: each takes ids, loads nothing itself and calls a service."""
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(
+    name="training.tasks.run_training",
+    bind=True,
+    queue="training",
+    # Acknowledge only once the run is over, and hand the message back if the worker dies mid-run; the
+    # service's claim (queued -> running) makes a redelivered message a no-op, and the reaper fails the run.
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def run_training(self, run_id: int) -> str | None:
+    """Execute one training run in this worker (the `training` queue, concurrency 1)."""
+    run = services.training_run_execute(run_id=run_id, worker_hostname=self.request.hostname or "")
+    return run.status if run else None
+
+
+@shared_task(name="training.tasks.check_retrain", queue="default", ignore_result=True)
+def check_retrain() -> list[int]:
+    """Beat, every 15 minutes: queue a run for each project with enough new rankings."""
+    return [run.pk for run in services.training_runs_start_due()]
+
+
+@shared_task(name="training.tasks.reap_stale_runs", queue="default", ignore_result=True)
+def reap_stale_runs() -> list[int]:
+    """Beat, every minute: fail running runs whose worker stopped sending heartbeats."""
+    return services.training_runs_reap_stale()
