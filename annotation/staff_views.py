@@ -1,0 +1,41 @@
+"""The staff "project data" page: agreement figures, export downloads and the snapshot list."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, render
+
+from .exports import CONTAINERS, FORMATS, annotator_pseudonym, project_figures
+from .models import ExportSnapshot, Project, Ranking
+
+SNAPSHOTS_SHOWN = 50
+
+
+@login_required
+def project_data(request, project_id: int):
+    """Agreement between annotators, one download button per export format, and the latest snapshots."""
+    # Signed-out visitors are sent to log in (login_required); annotators are refused outright.
+    if not request.user.is_staff:
+        raise PermissionDenied("This page is for staff only.")
+    project = get_object_or_404(Project, pk=project_id)
+    figures = project_figures(project=project).as_dict()
+    # Exports carry pseudonyms; staff may see who is behind them on this page.
+    people = (
+        Ranking.objects.filter(item__project=project, annotator__isnull=False)
+        .values_list("annotator_id", "annotator__username")
+        .distinct()
+    )
+    names = {annotator_pseudonym(user_id): username for user_id, username in people}
+    for row in figures["annotators"]:
+        row["username"] = names.get(row["annotator"], "")
+    snapshots = ExportSnapshot.objects.filter(project=project).order_by("-created_at", "-id")
+    return render(
+        request,
+        "annotation/project_data.html",
+        {
+            "project": project,
+            "figures": figures,
+            "formats": [(value, label) for value, label in ExportSnapshot.Format.choices if value in FORMATS],
+            "containers": CONTAINERS,
+            "snapshots": snapshots[:SNAPSHOTS_SHOWN],
+        },
+    )

@@ -1,0 +1,59 @@
+"""The staff project data page: agreement figures, a download button per format, the snapshots."""
+
+import re
+
+import pytest
+from django.test import Client
+
+from annotation.exports import FORMATS, annotator_pseudonym, export_snapshot_create
+from tests.factories import ItemFactory, ProjectFactory, RankingFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project(db, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    project = ProjectFactory(name="Data page")
+    item = ItemFactory(project=project)
+    ids = [a.pk for a in item.answers.order_by("position")]
+    project.people = [UserFactory(username="ada"), UserFactory(username="bob")]
+    RankingFactory(item=item, annotator=project.people[0], order=[[i] for i in ids])
+    RankingFactory(item=item, annotator=project.people[1], order=[[i] for i in ids])
+    return project
+
+
+def client_for(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_staff_see_agreement_figures_with_names_behind_the_pseudonyms(project):
+    page = client_for(UserFactory(is_staff=True)).get(f"/projects/{project.pk}/data/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert re.search(r'id="mean-tau-b">1\.000<', html)
+    assert re.search(r'id="agreement-items">1<', html)
+    assert "ada" in html and annotator_pseudonym(project.people[0].pk) in html
+
+
+def test_there_is_one_download_button_per_format_posting_to_the_export_api(project):
+    html = client_for(UserFactory(is_staff=True)).get(f"/projects/{project.pk}/data/").content.decode()
+    assert f'action="/api/projects/{project.pk}/export/"' in html
+    buttons = re.findall(r'<button type="submit" class="primary" name="format" value="([^"]+)"', html)
+    assert buttons == FORMATS
+    assert all(f'<option value="{c}">' in html for c in ["jsonl", "jsonl.gz", "parquet"])
+
+
+def test_snapshots_are_listed_with_download_links(project):
+    snapshot = export_snapshot_create(project=project, format="pairs")
+    html = client_for(UserFactory(is_staff=True)).get(f"/projects/{project.pk}/data/").content.decode()
+    assert f'href="/api/snapshots/{snapshot.pk}/download/"' in html
+    assert snapshot.sha256[:12] in html
+
+
+def test_annotators_are_refused_and_visitors_sent_to_log_in(project):
+    assert client_for(project.people[0]).get(f"/projects/{project.pk}/data/").status_code == 403
+    response = Client().get(f"/projects/{project.pk}/data/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
