@@ -14,12 +14,13 @@ The rules, enforced here for both the ranking page and the API:
 
 import math
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from .models import Answer, Assignment, Item, Project, Ranking
@@ -104,26 +105,25 @@ def _open_lease(
     return None, bool(closed)
 
 
-def _next_free_item_id(
-    *, annotator: AbstractBaseUser, project: Project, skip: list[int], wait: bool
-) -> int | None:
+def items_free_for(
+    *, annotator: AbstractBaseUser, project: Project, exclude_ids: Sequence[int] = (), wait: bool = False
+) -> QuerySet[Item]:
+    """The locking query behind assignment_next: items with a free slot this annotator has not had."""
     wanted = project.rankings_per_item
     taken = Assignment.objects.filter(item_id=OuterRef("pk"), annotator=annotator).exclude(
         status=Assignment.Status.EXPIRED
     )
     ranked = Ranking.objects.filter(item_id=OuterRef("pk"), annotator=annotator, source=Ranking.Source.HUMAN)
-    candidates = (
+    return (
         Item.objects.filter(project=project, human_ranking_count__lt=wanted)
         .alias(load=F("human_ranking_count") + F("open_lease_count"))
         .filter(load__lt=wanted)
         .filter(~Exists(taken), ~Exists(ranked))
-        .exclude(pk__in=skip)
-        # Least-ranked first, matching the index, so the scan stops at the first row that fits.
+        .exclude(pk__in=exclude_ids)
+        # Least-ranked first, matching `item_project_need_idx`, so the scan stops at the first row that fits.
         .order_by("human_ranking_count", "id")
         .select_for_update(skip_locked=not wait, of=("self",))
-        .values_list("pk", flat=True)
     )
-    return candidates.first()
 
 
 def _shuffled_answer_ids(item_id: int) -> list[int]:
@@ -151,7 +151,8 @@ def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignm
         unfit: list[int] = []
         wait = False
         while True:
-            item_id = _next_free_item_id(annotator=annotator, project=project, skip=unfit, wait=wait)
+            free = items_free_for(annotator=annotator, project=project, exclude_ids=unfit, wait=wait)
+            item_id = free.values_list("pk", flat=True).first()
             if item_id is None:
                 if wait or closed_own_lease:
                     return None
