@@ -325,3 +325,36 @@ def test_export_data_command_streams_to_stdout(transactional_db, tmp_path):
     lines = [json.loads(line) for line in io.BytesIO(result.stdout).read().decode().splitlines()]
     assert len(lines) == 3 * 3
     assert "Exported 9 pairs rows from 3 items" in result.stderr.decode()
+
+
+def test_oasst_export_reimports_to_the_same_items_and_ranks(ranked, tmp_path):
+    from annotation.imports import import_file
+
+    # A consensus with a tie, too: two people who disagree on one item.
+    tied = ItemFactory(project=ranked["project"], answers=["Up", "Down"], external_id="q-tie")
+    up, down = tied.answers.order_by("position")
+    RankingFactory(item=tied, annotator=ranked["people"][0], order=[[up.pk], [down.pk]])
+    RankingFactory(item=tied, annotator=ranked["people"][1], order=[[down.pk], [up.pk]])
+    write(ranked, "oasst", "jsonl", tmp_path / "trees.jsonl")
+
+    copy = ProjectFactory(name="Round trip")
+    batch = import_file(path=tmp_path / "trees.jsonl", project=copy)
+    assert batch.items_created == 3
+
+    original = rows(ranked, "oasst")
+    assert original == list(export_rows(project=copy, format="oasst"))
+    for tree in original:
+        ranked_item = tree["prompt"]
+        while len(ranked_item["replies"]) == 1:  # down the thread to the message with the answers
+            ranked_item = ranked_item["replies"][0]
+        item = copy.items.get(external_id=ranked_item["message_id"])
+        ranking = item.rankings.get(source=Ranking.Source.IMPORT)
+        by_external = {a.pk: a.external_id for a in item.answers.all()}
+        ranks: dict[int, list[str]] = {}
+        for reply in ranked_item["replies"]:
+            ranks.setdefault(reply["rank"], []).append(reply["message_id"])
+        assert [sorted(by_external[a] for a in group) for group in ranking.order] == [
+            sorted(ranks[level]) for level in sorted(ranks)
+        ]
+    tie_item = copy.items.get(external_id="q-tie")
+    assert len(tie_item.rankings.get().order) == 1  # the tie survived the trip
