@@ -35,7 +35,7 @@ system-deps:
 	fi
 
 migrate: install
-	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
+	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput --verbosity 1
 
 demo: migrate
 	DEBUG=$${DEBUG:-1} $(PY) manage.py load_demo
@@ -44,7 +44,7 @@ run: demo
 	@echo ""
 	@echo "rewardlab is starting on http://$(HOST):$(PORT)/  (Ctrl-C stops web, worker and beat)"
 	@echo ""
-	DEBUG=$${DEBUG:-1} PORT=$(PORT) HOST=$(HOST) $(VENV)/bin/honcho start -f Procfile
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DEBUG=$${DEBUG:-1} PORT=$(PORT) HOST=$(HOST) honcho start -f Procfile
 
 lint: install
 	$(PY) -m ruff check .

@@ -9,6 +9,10 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+admin.site.site_header = "rewardlab administration"
+admin.site.site_title = "rewardlab admin"
+admin.site.index_title = "Projects, rankings and reward models"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
