@@ -36,9 +36,7 @@ def tiny_bert_dir(tmp_path_factory, minilm_tokenizer):
     return str(path)
 
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-)
+CHAT_TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +45,7 @@ def tiny_llama_dir(tmp_path_factory):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
-    from training.reward_model.synthetic import FILLER, GOOD, BAD
+    from training.reward_model.synthetic import BAD, FILLER, GOOD
 
     corpus = [" ".join(FILLER), " ".join(GOOD + BAD), "<|user|> <|assistant|> <|end|> ? ."]
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))

@@ -88,7 +88,12 @@ def test_length_grouping_reduces_padding():
 
 
 def test_collate_shapes_masks_and_pair_offsets(minilm_tokenizer):
-    g1 = Group("1", [{"role": "user", "content": "q one"}], [{"id": "a", "text": "x"}, {"id": "b", "text": "y z"}], [(1, 0)])
+    g1 = Group(
+        "1",
+        [{"role": "user", "content": "q one"}],
+        [{"id": "a", "text": "x"}, {"id": "b", "text": "y z"}],
+        [(1, 0)],
+    )
     g2 = Group(
         "2",
         [{"role": "user", "content": "q"}],

@@ -83,6 +83,19 @@ def _step_term_count(batch: dict[str, Any], loss: str) -> int:
     return ranked + int(torch.isin(batch["pair_group"], torch.tensor(unranked)).sum())
 
 
+def _set_activation_checkpointing(model: Any, on: bool) -> None:
+    """Gradient checkpointing under transformers 5's name, falling back to 4.x's."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
+
+
 def _shard(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
     """This rank's batches; short ranks repeat early batches so every rank takes the same number of steps."""
     if world == 1:
@@ -147,7 +160,7 @@ def train(
     if config.disable_dropout:
         disable_dropout(model)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _set_activation_checkpointing(model, True)
         model.config.use_cache = False
     pad_id = tokenizer.pad_token_id
     device = accelerator.device
@@ -325,7 +338,7 @@ def train(
         unwrapped = accelerator.unwrap_model(model)
         unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)
         if config.gradient_checkpointing:
-            unwrapped.gradient_checkpointing_disable()
+            _set_activation_checkpointing(unwrapped, False)
             unwrapped.config.use_cache = True
         configure_reward_head(unwrapped, tokenizer)
         metadata = {

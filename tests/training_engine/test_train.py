@@ -1,0 +1,202 @@
+"""Training end to end on tiny models: learning, determinism, save/load/pipeline parity, decoders, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.reward_model import (
+    RewardScorer,
+    TrainConfig,
+    groups_from_records,
+    pipeline_input,
+    read_metadata,
+    score_texts,
+    split_groups,
+    train,
+)
+from training.reward_model.synthetic import synthetic_records
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained_bert(tiny_bert_dir, tmp_path_factory):
+    """A tiny BERT trained on synthetic K=4 rankings; returns (result, output_dir, eval_groups)."""
+    groups = groups_from_records(synthetic_records(320, k=4, seed=1, min_words=4, max_words=14))
+    train_groups, eval_groups = split_groups(groups, 0.2)
+    out = tmp_path_factory.mktemp("rm_bert")
+    config = TrainConfig(
+        base_model=tiny_bert_dir,
+        output_dir=str(out),
+        epochs=2,
+        lr=3e-3,
+        max_length=48,
+        batch_tokens=2048,
+        show_progress_bar=False,
+    )
+    events = []
+    result = train(config, train_groups, eval_groups, on_event=events.append)
+    return result, out, eval_groups, events
+
+
+def test_end_to_end_learns_synthetic_preference_quickly(trained_bert):
+    result, out, _, events = trained_bert
+    assert result["eval"]["pairwise_accuracy"] > 0.9, result
+    assert result["eval"]["best_vs_worst_accuracy"] > 0.9 and result["eval"]["kendall_tau"] > 0.8
+    assert result["train_seconds"] < 60
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "data" and "progress" in kinds and kinds.count("eval") == 2
+    meta = read_metadata(out)
+    assert meta["metrics"]["eval"]["pairwise_accuracy"] == result["eval"]["pairwise_accuracy"]
+    assert meta["arguments"]["lr"] == 3e-3 and meta["text_format"] == "role_tagged_pair"
+
+
+def test_saved_model_gives_same_scores_in_pipeline_and_scorer(trained_bert):
+    from transformers import pipeline
+
+    _, out, eval_groups, _ = trained_bert
+    g = eval_groups[0]
+    scorer = RewardScorer(out, device="cpu")
+    ours = scorer.score(g.conversation, g.answer_texts)
+    assert ours == pytest.approx(score_texts(out, g.conversation, g.answer_texts), abs=1e-6)
+    pipe = pipeline("text-classification", model=str(out), function_to_apply="none", device="cpu")
+    theirs = [_pipe_score(pipe, pipeline_input(scorer.tokenizer, g.conversation, t)) for t in g.answer_texts]
+    assert ours == pytest.approx(theirs, abs=1e-4)
+    # Scores respect the learned preference on this item.
+    best, worst = g.ranking[0][0], g.ranking[-1][0]
+    assert ours[best] > ours[worst]
+
+
+def test_same_seed_gives_identical_models(tiny_bert_dir, tmp_path):
+    groups = groups_from_records(synthetic_records(40, k=3, seed=2, min_words=3, max_words=8))
+    scores = []
+    for run in range(2):
+        out = tmp_path / f"run{run}"
+        config = TrainConfig(
+            base_model=tiny_bert_dir,
+            output_dir=str(out),
+            epochs=1,
+            lr=1e-3,
+            max_length=32,
+            batch_tokens=512,
+            seed=7,
+            show_progress_bar=False,
+        )
+        result = train(config, groups[:30], groups[30:])
+        scores.append(
+            (result["final_loss"], RewardScorer(out).score(groups[0].conversation, groups[0].answer_texts))
+        )
+    assert scores[0] == scores[1]
+
+
+def test_decoder_with_chat_template_plackett_luce_and_accumulation(tiny_llama_dir, tmp_path):
+    from transformers import AutoTokenizer, pipeline
+
+    rows = synthetic_records(60, k=3, seed=4, min_words=3, max_words=8)
+    rows[0]["ranking"] = [[rows[0]["ranking"][0], rows[0]["ranking"][1]], rows[0]["ranking"][2]]  # a tie
+    groups = groups_from_records(rows)
+    assert AutoTokenizer.from_pretrained(tiny_llama_dir).pad_token is None
+    config = TrainConfig(
+        base_model=tiny_llama_dir,
+        output_dir=str(tmp_path),
+        epochs=1,
+        lr=1e-3,
+        max_length=40,
+        batch_tokens=256,
+        grad_accum=2,
+        loss="plackett-luce",
+        center_rewards_coefficient=0.01,
+        gradient_checkpointing=True,
+        show_progress_bar=False,
+    )
+    result = train(config, groups[:50], groups[50:])
+    assert (
+        result["steps"] > 0
+        and result["eval"]["pairs"] > 0
+        and torch.isfinite(torch.tensor(result["final_loss"]))
+    )
+    scorer = RewardScorer(tmp_path, device="cpu")
+    assert (
+        scorer.tokenizer.pad_token is not None
+        and scorer.model.config.pad_token_id == scorer.tokenizer.pad_token_id
+    )
+    assert read_metadata(tmp_path)["text_format"] == "chat_template"
+    g = groups[51]
+    ours = scorer.score(g.conversation, g.answer_texts)
+    pipe = pipeline("text-classification", model=str(tmp_path), function_to_apply="none", device="cpu")
+    theirs = [_pipe_score(pipe, pipeline_input(scorer.tokenizer, g.conversation, t)) for t in g.answer_texts]
+    assert ours == pytest.approx(theirs, abs=1e-4)
+
+
+def _pipe_score(pipe, inputs) -> float:
+    out = pipe(inputs)
+    return (out[0] if isinstance(out, list) else out)["score"]
+
+
+def _lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_cli_train_evaluate_score_protocol(tiny_bert_dir, tmp_path, capsys):
+    from training.reward_model.cli import main
+
+    data = tmp_path / "data.jsonl"
+    rows = synthetic_records(40, k=3, seed=6, min_words=3, max_words=8)
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "model"
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--output",
+            str(out),
+            "--base-model",
+            tiny_bert_dir,
+            "--max-length",
+            "32",
+            "--batch-tokens",
+            "512",
+            "--lr",
+            "1e-3",
+            "--log-every",
+            "1",
+            "--eval-fraction",
+            "0.25",
+            "--no-progress-bar",
+        ]
+    )
+    events = _lines(capsys.readouterr().out)
+    assert code == 0
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "result" and "progress" in kinds and "eval" in kinds
+    progress = next(e for e in events if e["event"] == "progress")
+    assert {"step", "total_steps", "epoch", "loss"} <= set(progress)
+    result = events[-1]
+    for key in ("train_seconds", "answers_per_second", "tokens_per_second", "peak_memory_mb", "eval"):
+        assert key in result
+    assert read_metadata(out)["data_sha256"]
+
+    assert main(["evaluate", "--model", str(out), "--data", str(data)]) == 0
+    metrics = _lines(capsys.readouterr().out)[-1]
+    assert metrics["pairs"] == 40 * 3 and 0 <= metrics["pairwise_accuracy"] <= 1
+
+    assert main(["score", "--model", str(out), "--data", str(data)]) == 0
+    scored = _lines(capsys.readouterr().out)
+    assert len([e for e in scored if e["event"] == "score"]) == 40 * 3 and scored[-1]["answers"] == 120
+
+    assert main(["train", "--data", str(tmp_path / "missing.jsonl"), "--output", str(out)]) == 1
+    assert _lines(capsys.readouterr().out)[-1]["event"] == "error"
+
+
+def test_engine_imports_without_django():
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    code = "import training.reward_model, sys; assert 'django' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, timeout=120)
