@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from annotation.exports import export_snapshot_create
 from annotation.models import ExportSnapshot, Project, Ranking
 
 from .models import RewardModel, TrainingRun
@@ -239,58 +240,9 @@ def item_in_evaluation_split(*, project_id: int, item_id: int, fraction: float) 
 
 def _rankings_snapshot(*, project: Project) -> ExportSnapshot:
     """A fresh `rankings` export of the project, written by the exports service."""
-    try:
-        from annotation.exports import export_snapshot_create
-    except ImportError:  # TODO(issue 5): drop once the exports service lands.
-        export_snapshot_create = _interim_rankings_snapshot_create
-
     snapshot = export_snapshot_create(project=project, format=ExportSnapshot.Format.RANKINGS, force=True)
     if snapshot is None:
         raise TrainingError("The exports service wrote no rankings snapshot.")
-    return snapshot
-
-
-def _interim_rankings_snapshot_create(*, project: Project, format: str, force: bool = True) -> ExportSnapshot:
-    """A minimal `rankings` export (FORMATS.md shape) until annotation.exports exists."""
-    from django.core.files.base import ContentFile
-
-    lines = []
-    rankings = (
-        Ranking.objects.filter(item__project=project, not_rankable=False)
-        .select_related("item")
-        .prefetch_related("item__answers")
-        .order_by("pk")
-    )
-    for ranking in rankings:
-        lines.append(
-            json.dumps(
-                {
-                    "item_id": ranking.item_id,
-                    "project": project.name,
-                    "conversation": ranking.item.conversation,
-                    "answers": [
-                        {"id": a.pk, "text": a.text, "model": a.model_name or None}
-                        for a in ranking.item.answers.all()
-                    ],
-                    "ranking": ranking.order,
-                    "not_rankable": ranking.not_rankable,
-                    "flags": ranking.flags,
-                    "annotator": f"a{ranking.annotator_id or ranking.external_annotator}",
-                    "created_at": ranking.created_at.isoformat(),
-                    "seconds_spent": ranking.seconds_spent,
-                },
-                ensure_ascii=False,
-            )
-        )
-    body = ("\n".join(lines) + "\n").encode() if lines else b""
-    snapshot = ExportSnapshot(
-        project=project,
-        format=format,
-        row_count=len(lines),
-        item_count=len({json.loads(line)["item_id"] for line in lines}),
-        sha256=hashlib.sha256(body).hexdigest(),
-    )
-    snapshot.file.save(f"project-{project.pk}-rankings.jsonl", ContentFile(body), save=True)
     return snapshot
 
 
@@ -427,9 +379,10 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
     engine: EngineProcess | None = None
     try:
         directory = run_directory(run)
+        # Read before the export: a ranking that lands in between is counted again next time, never missed.
+        run.last_ranking_id = Ranking.objects.filter(item__project=run.project).aggregate(m=Max("pk"))["m"]
         snapshot = _rankings_snapshot(project=run.project)
         run.export_snapshot = snapshot
-        run.last_ranking_id = Ranking.objects.filter(item__project=run.project).aggregate(m=Max("pk"))["m"]
         train_path, eval_path = _training_files_write(
             run=run, snapshot=snapshot, directory=directory / "data"
         )

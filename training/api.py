@@ -1,0 +1,313 @@
+"""REST API for training runs, reward-model versions and scoring (staff only)."""
+
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.api.permissions import IsStaff
+from annotation.models import Project
+
+from . import services
+from .artifacts import directory_archive_stream
+from .models import RewardModel, TrainingRun
+from .scoring import NoActiveModel, answers_score
+
+
+class TrainingErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    progress_percent = serializers.IntegerField(read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    reward_model = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "project",
+            "trigger",
+            "status",
+            "created_by",
+            "retry_of",
+            "export_snapshot",
+            "arguments",
+            "train_row_count",
+            "eval_row_count",
+            "step",
+            "total_steps",
+            "epoch",
+            "progress_percent",
+            "loss_history",
+            "eval_metrics",
+            "result_metrics",
+            "log_tail",
+            "error",
+            "worker_hostname",
+            "cancel_requested_at",
+            "created_at",
+            "started_at",
+            "heartbeat_at",
+            "finished_at",
+            "duration_seconds",
+            "reward_model",
+        ]
+        read_only_fields = fields
+
+
+class TrainingRunCreateSerializer(serializers.Serializer):
+    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
+    arguments = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="Overrides of the project's training_arguments: base_model, epochs, lr, max_length, "
+        "batch_tokens, seed, eval_fraction.",
+    )
+
+    def validate_arguments(self, value):
+        try:
+            return services.training_arguments_validate(arguments=value)
+        except services.TrainingError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+
+class RewardModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RewardModel
+        fields = [
+            "id",
+            "project",
+            "version",
+            "training_run",
+            "base_model",
+            "pairwise_accuracy",
+            "eval_pairs",
+            "metrics",
+            "compared_with",
+            "compared_accuracy",
+            "is_active",
+            "activated_at",
+            "not_active_reason",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+def _project_filter(queryset, request):
+    project = request.query_params.get("project")
+    if project:
+        if not project.isdigit():
+            raise serializers.ValidationError({"project": "must be a project id"})
+        queryset = queryset.filter(project_id=int(project))
+    return queryset
+
+
+PROJECT_PARAMETER = OpenApiParameter("project", OpenApiTypes.INT, description="Only this project's rows.")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Training runs, newest first",
+        parameters=[
+            PROJECT_PARAMETER,
+            OpenApiParameter("status", OpenApiTypes.STR, enum=TrainingRun.Status.values),
+        ],
+    ),
+    retrieve=extend_schema(summary="One training run with its live progress"),
+)
+class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
+    """Runs: list, detail (poll it for progress), create, cancel and retry."""
+
+    permission_classes = [IsStaff]
+    serializer_class = TrainingRunSerializer
+
+    def get_queryset(self):
+        queryset = _project_filter(TrainingRun.objects.select_related("reward_model"), self.request)
+        run_status = self.request.query_params.get("status")
+        if run_status:
+            queryset = queryset.filter(status=run_status)
+        return queryset
+
+    @extend_schema(
+        summary="Start a training run",
+        request=TrainingRunCreateSerializer,
+        responses={
+            201: TrainingRunSerializer,
+            400: OpenApiResponse(description="Invalid project or arguments."),
+            409: OpenApiResponse(
+                TrainingErrorSerializer, description="A run of this project is already queued or running."
+            ),
+            503: OpenApiResponse(
+                TrainingErrorSerializer, description="The Celery broker is unreachable; nothing queued."
+            ),
+        },
+    )
+    def create(self, request):
+        serializer = TrainingRunCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return _run_response(
+            lambda: services.training_run_create(
+                project=serializer.validated_data["project"],
+                trigger=TrainingRun.Trigger.API,
+                created_by=request.user,
+                arguments=serializer.validated_data["arguments"],
+            )
+        )
+
+    @extend_schema(
+        summary="Cancel a queued or running run",
+        request=None,
+        responses={200: TrainingRunSerializer, 409: OpenApiResponse(TrainingErrorSerializer)},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        try:
+            run = services.training_run_cancel(run=run)
+        except services.TrainingError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(TrainingRunSerializer(run).data)
+
+    @extend_schema(
+        summary="Start a new run with the arguments of a failed or cancelled one",
+        request=None,
+        responses={201: TrainingRunSerializer, 409: TrainingErrorSerializer, 503: TrainingErrorSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        run = self.get_object()
+        return _run_response(lambda: services.training_run_retry(run=run, created_by=request.user))
+
+
+def _run_response(create) -> Response:
+    try:
+        run = create()
+    except services.TrainingQueueUnavailable as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    except services.TrainingError as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Reward-model versions", parameters=[PROJECT_PARAMETER]),
+    retrieve=extend_schema(summary="One reward-model version"),
+)
+class RewardModelViewSet(viewsets.ReadOnlyModelViewSet):
+    """Model versions: list, detail, activate and download."""
+
+    permission_classes = [IsStaff]
+    serializer_class = RewardModelSerializer
+
+    def get_queryset(self):
+        return _project_filter(RewardModel.objects.all(), self.request)
+
+    @extend_schema(summary="Make this version the project's active model", request=None)
+    @action(detail=True, methods=["post"])
+    def activate(self, request, pk=None):
+        reward_model = services.reward_model_activate(reward_model=self.get_object())
+        return Response(RewardModelSerializer(reward_model).data)
+
+    @extend_schema(
+        summary="Download the model directory as a .tar.gz archive",
+        responses={(200, "application/gzip"): OpenApiTypes.BINARY, 404: TrainingErrorSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        reward_model = self.get_object()
+        return reward_model_archive_response(reward_model)
+
+
+def reward_model_archive_response(reward_model: RewardModel):
+    """A streamed .tar.gz of the model's directory, or 404 when the artifact is gone."""
+    name = f"rewardlab-project{reward_model.project_id}-v{reward_model.version}"
+    try:
+        stream = directory_archive_stream(directory=reward_model.artifact_path, root_name=name)
+    except FileNotFoundError:
+        return Response(
+            {"detail": "The model's files are no longer on disk."}, status=status.HTTP_404_NOT_FOUND
+        )
+    response = StreamingHttpResponse(stream, content_type="application/gzip")
+    response["Content-Disposition"] = f'attachment; filename="{name}.tar.gz"'
+    return response
+
+
+class TurnSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        ]
+    }
+)
+class ScoreAnswerField(serializers.Field):
+    """An answer as a string or as {"text": ...}."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            data = data.get("text")
+        if not isinstance(data, str):
+            raise serializers.ValidationError('Each answer is a string or {"text": "..."}.')
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class ScoreRequestSerializer(serializers.Serializer):
+    conversation = TurnSerializer(many=True, allow_empty=False)
+    answers = serializers.ListField(child=ScoreAnswerField(), allow_empty=False, max_length=256)
+
+
+class ScoreResponseSerializer(serializers.Serializer):
+    reward_model = serializers.IntegerField()
+    version = serializers.IntegerField()
+    rewards = serializers.ListField(child=serializers.FloatField())
+
+
+class ProjectScoreView(APIView):
+    """Each answer's reward from the project's active model."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        operation_id="project_score",
+        summary="Score answers with the active reward model",
+        request=ScoreRequestSerializer,
+        responses={
+            200: ScoreResponseSerializer,
+            409: OpenApiResponse(TrainingErrorSerializer, description="No active model."),
+        },
+    )
+    def post(self, request, project_id: int):
+        project = get_object_or_404(Project, pk=project_id)
+        serializer = ScoreRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            reward_model, rewards = answers_score(
+                project=project,
+                conversation=[dict(turn) for turn in serializer.validated_data["conversation"]],
+                answers=serializer.validated_data["answers"],
+            )
+        except NoActiveModel as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(
+            {"reward_model": reward_model.pk, "version": reward_model.version, "rewards": rewards}
+        )

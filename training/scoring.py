@@ -1,0 +1,56 @@
+"""Rewards from the active model: loaded once per process, reloaded when the active version changes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from annotation.models import Project
+
+from .models import RewardModel
+
+
+class NoActiveModel(Exception):
+    """The project has no active reward model yet."""
+
+
+_lock = threading.Lock()
+# project id -> (reward model id, scorer). One small entry per project that was scored in this process.
+_scorers: dict[int, tuple[int, Any]] = {}
+
+
+def active_reward_model(*, project: Project) -> RewardModel:
+    """The project's active model, or NoActiveModel."""
+    reward_model = RewardModel.objects.filter(project=project, is_active=True).first()
+    if reward_model is None:
+        raise NoActiveModel(f"Project “{project}” has no active reward model yet: train one first.")
+    return reward_model
+
+
+def _scorer_for(reward_model: RewardModel) -> Any:
+    with _lock:
+        cached = _scorers.get(reward_model.project_id)
+        if cached and cached[0] == reward_model.pk:
+            return cached[1]
+        # Imported here so that web processes that never score never load torch.
+        from .reward_model import RewardScorer
+
+        scorer = RewardScorer(reward_model.artifact_path)
+        _scorers[reward_model.project_id] = (reward_model.pk, scorer)
+        return scorer
+
+
+def answers_score(
+    *, project: Project, conversation: list[dict[str, str]], answers: Sequence[str]
+) -> tuple[RewardModel, list[float]]:
+    """The active model and each answer's reward, computed in token-budget batches."""
+    reward_model = active_reward_model(project=project)
+    scorer = _scorer_for(reward_model)
+    return reward_model, [float(reward) for reward in scorer.score(conversation, list(answers))]
+
+
+def scorers_loaded() -> dict[int, int]:
+    """Which model version id each project has loaded in this process (for tests and diagnostics)."""
+    with _lock:
+        return {project_id: model_id for project_id, (model_id, _) in _scorers.items()}
