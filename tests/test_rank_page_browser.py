@@ -1,11 +1,13 @@
 """The ranking page in a real Chromium against the live test server on PostgreSQL."""
 
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connections
 from django.urls import reverse
+from django.utils import timezone
 
 from annotation.models import Assignment, Ranking
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
@@ -108,6 +110,13 @@ def test_annotator_ranks_by_drag_keyboard_tie_skips_flags_and_marks_not_rankable
     page = _open_page(browser)
     _log_in(page, live_server, user, reverse("rank", args=[project.pk]))
 
+    # The guidelines are one click away, rendered from Markdown.
+    page.click("[data-action=guidelines]")
+    guidelines = page.locator("[data-guidelines]")
+    assert guidelines.locator("strong", has_text="helpful").is_visible()
+    page.keyboard.press("Escape")
+    guidelines.wait_for(state="hidden")
+
     # 1. By dragging: the last card goes to the top.
     first, second, third = _answer_ids(page)
     assert page.locator("[data-turns] .turn").count() == 4
@@ -187,7 +196,7 @@ def test_hostile_answer_renders_as_inert_text(browser, live_server):
     ItemFactory(
         project=project,
         conversation=[{"role": "user", "content": HOSTILE_ANSWER}],
-        answers=[HOSTILE_ANSWER, "A **plain** answer."],
+        answers=[HOSTILE_ANSWER, "A **plain** answer.", "A long answer.\n\n" + "More detail.\n\n" * 60],
     )
     user = UserFactory()
     page = _open_page(browser, width=390, height=844)
@@ -201,5 +210,36 @@ def test_hostile_answer_renders_as_inert_text(browser, live_server):
     assert '<img src=x onerror="window.pwned=1">' in hostile_card.inner_text()
     assert "<script>window.pwned=1</script>" in page.locator("[data-turns]").inner_text()
     assert page.locator("[data-answers] strong", has_text="plain").count() == 1
+    # A long answer starts collapsed behind "Show all"; short ones have no such button.
+    long_card = page.locator("[data-answers] .answer-card", has_text="A long answer.")
+    assert long_card.locator("[data-body]").evaluate("body => body.classList.contains('is-collapsed')")
+    assert page.get_by_role("button", name="Show all").count() == 1
+    long_card.get_by_role("button", name="Show all").click()
+    assert long_card.get_by_role("button", name="Show less").is_visible()
+    assert long_card.locator("[data-body]").evaluate("body => !body.classList.contains('is-collapsed')")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "rank-page-phone.png"), full_page=True)
+
+
+def test_an_expired_lease_shows_the_servers_message_and_the_page_goes_on(browser, live_server):
+    project = ProjectFactory(rankings_per_item=1)
+    ItemFactory(project=project, answers=["first", "second"])
+    user = UserFactory()
+    page = _open_page(browser)
+    _log_in(page, live_server, user, reverse("rank", args=[project.pk]))
+    answer_ids = _answer_ids(page)
+    Assignment.objects.filter(annotator=user).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    page.keyboard.press("Enter")
+
+    alert = page.locator("[data-alert]")
+    alert.wait_for(state="visible")
+    assert "ran out" in alert.inner_text()
+    assert not Ranking.objects.filter(annotator=user).exists()
+    # The item went back to the pool and, being the only one, comes back to this annotator.
+    alert.get_by_role("button", name="Load the next item").click()
+    alert.wait_for(state="hidden")
+    assert sorted(_answer_ids(page)) == sorted(answer_ids)
+    page.click("[data-action=submit]")
+    page.wait_for_selector("[data-done]:not([hidden])")
+    assert Ranking.objects.get(annotator=user).order == [[answer_id] for answer_id in answer_ids]

@@ -50,7 +50,9 @@
       payload = null;
     }
     if (!response.ok) {
-      throw new Error(messageFrom(payload) || `The server answered ${response.status} ${response.statusText}.`);
+      const error = new Error(messageFrom(payload) || `The server answered ${response.status} ${response.statusText}.`);
+      error.status = response.status;
+      throw error;
     }
     return payload;
   }
@@ -64,8 +66,20 @@
       .join(" ");
   }
 
-  function showError(message) {
-    ui.alert.textContent = message;
+  // A lease that is gone (404) or closed (409) cannot be retried: offer the way on instead.
+  function showError(message, status) {
+    ui.alert.replaceChildren(document.createTextNode(message));
+    if (status === 404 || status === 409) {
+      const next = document.createElement("button");
+      next.type = "button";
+      next.className = "primary";
+      next.textContent = "Load the next item";
+      next.addEventListener("click", () => {
+        clearError();
+        loadNext();
+      });
+      ui.alert.append(" ", next);
+    }
     ui.alert.hidden = false;
   }
 
@@ -117,7 +131,7 @@
       announce("Ranking saved. Loading the next item…");
     } catch (error) {
       setBusy(false);
-      showError(error.message);
+      showError(error.message, error.status);
       return;
     }
     await loadNext();
@@ -132,7 +146,7 @@
       announce("Item skipped. Loading the next item…");
     } catch (error) {
       setBusy(false);
-      showError(error.message);
+      showError(error.message, error.status);
       return;
     }
     await loadNext();
@@ -228,7 +242,11 @@
       const card = ui.template.content.firstElementChild.cloneNode(true);
       card.dataset.id = String(answer.id);
       $("[data-label]", card).textContent = `Answer ${String.fromCharCode(65 + (index % 26))}`;
-      setRichText($("[data-body]", card), answer.html, answer.text);
+      const body = $("[data-body]", card);
+      setRichText(body, answer.html, answer.text);
+      // The card's label names it and its rank; screen readers then read the answer as its description.
+      body.id = `answer-body-${answer.id}`;
+      card.setAttribute("aria-describedby", body.id);
       renderFlagChoices(card, answer.id);
       cards.set(answer.id, card);
     });
