@@ -56,15 +56,32 @@ def learnable_items_create(*, project: Project, count: int, seed: int = 0) -> li
     return items
 
 
+def quality(text: str) -> int:
+    """How good the data says an answer is: good words minus bad words."""
+    words = text.split()
+    return sum(w in GOOD for w in words) - sum(w in BAD for w in words)
+
+
 def best_first_order(item: Item) -> list[list[int]]:
     """The ranking the data teaches: the answer with good words first, the one with bad words last."""
-
-    def quality(text: str) -> int:
-        words = text.split()
-        return sum(w in GOOD for w in words) - sum(w in BAD for w in words)
-
     answers = sorted(item.answers.all(), key=lambda answer: -quality(answer.text))
     return [[answer.pk] for answer in answers]
+
+
+def rankings_submit_through_api(client, project: Project) -> int:
+    """Rank every item offered to the client's user through the work API, the way the data teaches."""
+    submitted = 0
+    while True:
+        response = client.post(f"/api/projects/{project.pk}/next/")
+        assert response.status_code == 200, response.content
+        assignment = response.json()["assignment"]
+        if assignment is None:
+            return submitted
+        answers = sorted(assignment["answers"], key=lambda answer: -quality(answer["text"]))
+        order = [[answer["id"]] for answer in answers]
+        submit = client.post(f"/api/assignments/{assignment['id']}/submit/", {"order": order}, format="json")
+        assert submit.status_code == 201, submit.content
+        submitted += 1
 
 
 def learnable_rankings_create(*, project: Project, count: int, seed: int = 0) -> list[Item]:

@@ -83,6 +83,16 @@ class TrainingRunCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError(str(exc)) from exc
 
 
+class TrainingRunRetrySerializer(serializers.Serializer):
+    arguments = serializers.DictField(required=False, default=dict, help_text="Overrides, e.g. fewer epochs.")
+
+    def validate_arguments(self, value):
+        try:
+            return services.training_arguments_validate(arguments=value)
+        except services.TrainingError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+
 class RewardModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = RewardModel
@@ -182,13 +192,19 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         summary="Start a new run with the arguments of a failed or cancelled one",
-        request=None,
+        request=TrainingRunRetrySerializer,
         responses={201: TrainingRunSerializer, 409: TrainingErrorSerializer, 503: TrainingErrorSerializer},
     )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         run = self.get_object()
-        return _run_response(lambda: services.training_run_retry(run=run, created_by=request.user))
+        serializer = TrainingRunRetrySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return _run_response(
+            lambda: services.training_run_retry(
+                run=run, created_by=request.user, arguments=serializer.validated_data["arguments"]
+            )
+        )
 
 
 def _run_response(create) -> Response:

@@ -120,15 +120,20 @@ def training_run_create(
     return run
 
 
-def training_run_retry(*, run: TrainingRun, created_by: AbstractBaseUser | None = None) -> TrainingRun:
-    """Queue a new run with the same arguments as a failed or cancelled one."""
+def training_run_retry(
+    *, run: TrainingRun, created_by: AbstractBaseUser | None = None, arguments: dict[str, Any] | None = None
+) -> TrainingRun:
+    """Queue a new run with the arguments of a failed or cancelled one, and any overrides."""
     if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
         raise TrainingError(f"Run #{run.pk} is {run.status}; only failed or cancelled runs can be retried.")
     return training_run_create(
         project=run.project,
         trigger=run.trigger,
         created_by=created_by,
-        arguments={k: v for k, v in run.arguments.items() if k in ENGINE_OPTIONS or k in RUN_OPTIONS},
+        arguments={
+            **{k: v for k, v in run.arguments.items() if k in ENGINE_OPTIONS or k in RUN_OPTIONS},
+            **(arguments or {}),
+        },
         retry_of=run,
     )
 

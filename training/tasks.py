@@ -1,4 +1,7 @@
-"""Celery entry points for training: each takes ids, loads nothing itself and calls a service."""
+"""Celery entry points for training: each takes ids and calls a service.
+
+CELERY_TASK_ROUTES sends run_training to the `training` queue; the others use the default queue.
+"""
 
 from celery import shared_task
 
@@ -8,7 +11,6 @@ from . import services
 @shared_task(
     name="training.tasks.run_training",
     bind=True,
-    queue="training",
     # Acknowledge only once the run is over, and hand the message back if the worker dies mid-run; the
     # service's claim (queued -> running) makes a redelivered message a no-op, and the reaper fails the run.
     acks_late=True,
@@ -21,13 +23,13 @@ def run_training(self, run_id: int) -> str | None:
     return run.status if run else None
 
 
-@shared_task(name="training.tasks.check_retrain", queue="default", ignore_result=True)
+@shared_task(name="training.tasks.check_retrain", ignore_result=True)
 def check_retrain() -> list[int]:
     """Beat, every 15 minutes: queue a run for each project with enough new rankings."""
     return [run.pk for run in services.training_runs_start_due()]
 
 
-@shared_task(name="training.tasks.reap_stale_runs", queue="default", ignore_result=True)
+@shared_task(name="training.tasks.reap_stale_runs", ignore_result=True)
 def reap_stale_runs() -> list[int]:
     """Beat, every minute: fail running runs whose worker stopped sending heartbeats."""
     return services.training_runs_reap_stale()
