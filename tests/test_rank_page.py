@@ -88,6 +88,19 @@ def test_rank_page_shows_the_project_guidelines_rendered_and_sanitised():
 
 
 @pytest.mark.django_db
+def test_rank_page_offers_no_tie_controls_when_the_project_forbids_ties():
+    project = ProjectFactory(allow_ties=False)
+    client = Client()
+    client.force_login(UserFactory())
+
+    content = client.get(reverse("rank", args=[project.pk])).content.decode()
+
+    assert "data-tie " not in content
+    assert "ties it with the answer above" not in content
+    assert '"allow_ties": false' in content
+
+
+@pytest.mark.django_db
 def test_rank_page_of_an_inactive_project_is_not_found():
     project = ProjectFactory(is_active=False)
     client = Client()
