@@ -1,5 +1,7 @@
 """Markdown to safe HTML for untrusted text: imported answers, conversation turns and guidelines."""
 
+import functools
+
 import markdown
 import nh3
 
@@ -12,6 +14,9 @@ ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
 MARKDOWN_EXTENSIONS = ["fenced_code", "tables", "sane_lists", "nl2br"]
 
 
+# Every item is shown to several annotators and guidelines to everyone: converting is ~1 ms per answer,
+# so each process keeps the most recent results (the output depends on the text alone).
+@functools.lru_cache(maxsize=512)
 def render_markdown(text: str) -> str:
     """Render Markdown to HTML in which raw HTML in the source shows as text and nothing can run."""
     # A fresh converter per call: Markdown instances keep state and are not safe to share across threads.
