@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from .models import Answer, Assignment, Item, Project, Ranking
@@ -66,6 +66,9 @@ def _release_slot(*, item_id: int) -> None:
 def assignments_expire(*, now: datetime | None = None) -> int:
     """Close open leases whose time ran out and return their slots to the pool; returns how many."""
     now = now or timezone.now()
+    # Nearly every call finds nothing: answer that with one index probe, without opening a transaction.
+    if not Assignment.objects.filter(status=Assignment.Status.OPEN, expires_at__lte=now).exists():
+        return 0
     with transaction.atomic():
         # SKIP LOCKED: a lease being submitted or swept by someone else right now is theirs to finish.
         expired = list(
@@ -141,19 +144,26 @@ def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignm
     # Sweeping here returns abandoned slots to the pool without depending on a scheduler; when nothing has
     # expired it is one probe of `assignment_expiry_idx`.
     assignments_expire(now=now)
+    lapsed_lease = Assignment.objects.filter(
+        item_id=OuterRef("pk"), annotator=annotator, status=Assignment.Status.EXPIRED
+    ).values("pk")[:1]
     with transaction.atomic():
         _lock_annotator(annotator)
         lease, closed_own_lease = _open_lease(annotator=annotator, project=project, now=now)
         if lease is not None:
             return lease
-        # Re-check under the row lock: the NOT EXISTS above was evaluated on the snapshot taken before
-        # we won the lock, so a row can (rarely) turn out to be unfit; step past it and look again.
+        # The row comes back locked and, if another request changed it meanwhile, re-checked by PostgreSQL
+        # against the same conditions; this person's own leases cannot change meanwhile (the advisory lock).
         unfit: list[int] = []
         wait = False
         while True:
             free = items_free_for(annotator=annotator, project=project, exclude_ids=unfit, wait=wait)
-            item_id = free.values_list("pk", flat=True).first()
-            if item_id is None:
+            row = (
+                free.annotate(lapsed_lease_id=Subquery(lapsed_lease))
+                .values_list("pk", "human_ranking_count", "open_lease_count", "lapsed_lease_id")
+                .first()
+            )
+            if row is None:
                 if wait or closed_own_lease:
                     return None
                 # Every item with a free slot was locked by another request at that instant (a small
@@ -162,20 +172,17 @@ def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignm
                 # waiting on another row while holding one could deadlock.
                 wait = True
                 continue
-            item = Item.objects.get(pk=item_id)
-            fits = item.human_ranking_count + item.open_lease_count < project.rankings_per_item
-            previous = Assignment.objects.filter(item_id=item_id, annotator=annotator).first()
-            if fits and (previous is None or previous.status == Assignment.Status.EXPIRED):
+            item_id, ranked, leased, lapsed_lease_id = row
+            if ranked + leased < project.rankings_per_item:
                 break
-            unfit.append(item_id)
+            unfit.append(item_id)  # belt and braces; the re-check above already rules this out
         Item.objects.filter(pk=item_id).update(open_lease_count=F("open_lease_count") + 1)
-        if previous is not None:
+        if lapsed_lease_id is not None:
             # The same person comes back to an item whose lease ran out: reopen it, same answer order.
-            previous.status = Assignment.Status.OPEN
-            previous.expires_at = _lease_expiry(now)
-            previous.finished_at = None
-            previous.save(update_fields=["status", "expires_at", "finished_at"])
-            return previous
+            Assignment.objects.filter(pk=lapsed_lease_id).update(
+                status=Assignment.Status.OPEN, expires_at=_lease_expiry(now), finished_at=None
+            )
+            return Assignment.objects.get(pk=lapsed_lease_id)
         return Assignment.objects.create(
             item_id=item_id,
             project=project,

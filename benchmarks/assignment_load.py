@@ -1,0 +1,324 @@
+"""Load N items into a benchmark database, serve it with gunicorn and drive next → submit with Locust.
+
+    .venv/bin/python benchmarks/assignment_load.py --items 100000 --annotators 16 --duration 60
+
+What it does, in order:
+
+1. creates the database `rewardlab_bench_<items>` next to DATABASE_URL's (default
+   postgres://postgres@127.0.0.1:5432) if missing, and migrates it;
+2. loads a project with N items × 4 answers and one API token per simulated annotator (once; a
+   later run with the same N reuses them), then clears earlier rankings and leases so that every
+   run starts from the same state;
+3. starts gunicorn (DEBUG off, persistent DB connections) and runs Locust headless: each simulated
+   annotator loops POST next → POST submit with no think time (benchmarks/locustfile.py);
+4. prints p50/p95/p99 latency, requests/s and ranked items/s, and the EXPLAIN (ANALYZE, BUFFERS)
+   plan of the next-item query as it stands after the run, as Markdown for BENCHMARKS.md.
+
+Load generator, web server and PostgreSQL all share the one machine, so the figures are a floor.
+"""
+
+import argparse
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+FILLER = (
+    "Here is a careful answer with a few paragraphs of **Markdown**, a list and some code.\n\n"
+    "- first point\n- second point\n\n```python\nprint('hello')\n```\n"
+)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--answers", type=int, default=4, help="answers per item")
+    parser.add_argument("--annotators", type=int, default=16, help="concurrent simulated annotators")
+    parser.add_argument("--duration", type=int, default=60, help="seconds of load")
+    parser.add_argument("--rankings-per-item", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread if > 1)")
+    parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument(
+        "--server-url",
+        default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rewardlab"),
+        help="any database URL on the PostgreSQL server to use; only its host part is kept",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    return parser.parse_args()
+
+
+def ensure_database(server_url: str, name: str) -> str:
+    """Create the benchmark database if needed; return its URL."""
+    import psycopg
+
+    base = server_url.rsplit("/", 1)[0]
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{base}/{name}"
+
+
+def server_environment(database_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DEBUG": "0",
+        "SECRET_KEY": "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "0",
+        "DATABASE_CONN_MAX_AGE": "600",
+        "LOG_LEVEL": "WARNING",
+        "REWARDLAB_VAR_DIR": str(ROOT / "var" / "bench"),
+    }
+
+
+def load_items(*, items: int, answers: int, annotators: int, rankings_per_item: int):
+    """The benchmark project with `items` items (loaded once) and the annotators' API tokens."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from annotation.models import Answer, Item, Project
+
+    defaults = {"guidelines": "Rank the **best** answer first."}
+    project, _ = Project.objects.get_or_create(name="Benchmark", defaults=defaults)
+    Project.objects.filter(pk=project.pk).update(rankings_per_item=rankings_per_item, allow_ties=True)
+    project.refresh_from_db()
+    if Item.objects.filter(project=project).count() != items:
+        Item.objects.filter(project=project).delete()
+        started = time.perf_counter()
+        batch = 5000
+        for start in range(0, items, batch):
+            created = Item.objects.bulk_create(
+                Item(
+                    project=project,
+                    external_id=f"bench-{n}",
+                    conversation=[{"role": "user", "content": f"Question {n}: how do I do thing {n}?"}],
+                )
+                for n in range(start, min(start + batch, items))
+            )
+            Answer.objects.bulk_create(
+                Answer(
+                    item=item, project=project, position=p, text=f"Answer {p} to {item.external_id}. {FILLER}"
+                )
+                for item in created
+                for p in range(answers)
+            )
+        took = time.perf_counter() - started
+        print(f"loaded {items} items × {answers} answers in {took:.0f} s", flush=True)
+    tokens = []
+    for n in range(annotators):
+        user, _ = get_user_model().objects.get_or_create(username=f"bench-annotator-{n}")
+        tokens.append(Token.objects.get_or_create(user=user)[0].key)
+    return project, tokens
+
+
+def reset_work(project) -> None:
+    """Forget earlier runs' leases and rankings so that every run starts from the same state."""
+    from django.db import connection
+
+    from annotation.models import Assignment, Item, Ranking
+
+    Assignment.objects.filter(project=project).delete()
+    Ranking.objects.filter(item__project=project, source=Ranking.Source.HUMAN).delete()
+    Item.objects.filter(project=project).exclude(human_ranking_count=0, open_lease_count=0).update(
+        human_ranking_count=0, open_lease_count=0
+    )
+    with connection.cursor() as cursor:
+        for table in ("annotation_item", "annotation_answer", "annotation_assignment", "annotation_ranking"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"gunicorn did not answer on {url} within {timeout} s")
+
+
+def run_locust(*, url: str, project_id: int, tokens: list[str], users: int, duration: int, prefix: str):
+    env = {**os.environ, "BENCH_TOKENS": ",".join(tokens), "BENCH_PROJECT_ID": str(project_id)}
+    command = [
+        str(VENV_BIN / "locust"),
+        "-f",
+        str(ROOT / "benchmarks" / "locustfile.py"),
+        "--headless",
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(users),
+        "--run-time",
+        f"{duration}s",
+        "--host",
+        url,
+        "--csv",
+        prefix,
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+        "--loglevel",
+        "WARNING",
+    ]
+    subprocess.run(command, env=env, check=False)
+    with open(f"{prefix}_stats.csv", newline="") as handle:
+        return {row["Name"]: row for row in csv.DictReader(handle)}
+
+
+def next_item_plan(project, username: str) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of the exact query assignment_next runs, rolled back afterwards."""
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from annotation.assignment import items_free_for
+
+    annotator = get_user_model().objects.get(username=username)
+    with transaction.atomic():
+        query = items_free_for(annotator=annotator, project=project).values_list("pk", flat=True)[:1]
+        plan = query.explain(analyze=True, buffers=True)
+        transaction.set_rollback(True)
+    return plan
+
+
+def main() -> None:
+    args = parse_args()
+    database_url = ensure_database(args.server_url, f"rewardlab_bench_{args.items}")
+    env = server_environment(database_url)
+    migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"]
+    subprocess.run(migrate, cwd=ROOT, env=env, check=True)
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rewardlab.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from annotation.models import Ranking
+
+    project, tokens = load_items(
+        items=args.items,
+        answers=args.answers,
+        annotators=args.annotators,
+        rankings_per_item=args.rankings_per_item,
+    )
+    reset_work(project)
+
+    port = args.port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    gunicorn = [
+        str(VENV_BIN / "gunicorn"),
+        "rewardlab.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(args.workers),
+        "--log-level",
+        "warning",
+    ]
+    if args.threads > 1:
+        gunicorn += ["--worker-class", "gthread", "--threads", str(args.threads)]
+    server = subprocess.Popen(gunicorn, cwd=ROOT, env=env)
+    try:
+        wait_until_up(url, server)
+        with tempfile.TemporaryDirectory() as tmp:
+            # A short unmeasured round first, so that every worker has imported everything and opened its
+            # database connection; then the same clean start as before.
+            run_locust(
+                url=url,
+                project_id=project.pk,
+                tokens=tokens,
+                users=args.annotators,
+                duration=5,
+                prefix=f"{tmp}/warmup",
+            )
+            reset_work(project)
+            # Other work on the machine skews the figures: the 1/5/15-minute load averages go in the report.
+            load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+            started = time.perf_counter()
+            stats = run_locust(
+                url=url,
+                project_id=project.pk,
+                tokens=tokens,
+                users=args.annotators,
+                duration=args.duration,
+                prefix=f"{tmp}/locust",
+            )
+            elapsed = time.perf_counter() - started
+            load_after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    ranked = Ranking.objects.filter(item__project=project, source=Ranking.Source.HUMAN).count()
+    plan = next_item_plan(project, "bench-annotator-0")
+    figures = {
+        "items": args.items,
+        "annotators": args.annotators,
+        "duration_s": args.duration,
+        "gunicorn": f"{args.workers} workers × {args.threads} threads",
+        "items_ranked": ranked,
+        "items_per_s": round(ranked / args.duration, 1),
+        "wall_s": round(elapsed, 1),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "requests": {
+            name: {
+                "count": int(row["Request Count"]),
+                "failures": int(row["Failure Count"]),
+                "rps": round(float(row["Requests/s"]), 1),
+                "p50_ms": row["50%"],
+                "p95_ms": row["95%"],
+                "p99_ms": row["99%"],
+                "max_ms": round(float(row["Max Response Time"])),
+            }
+            for name, row in stats.items()
+        },
+    }
+    print()
+    print(f"### {args.items:,} items × {args.answers} answers, {args.annotators} annotators")
+    print()
+    print("| request | count | failures | req/s | p50 ms | p95 ms | p99 ms | max ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, row in figures["requests"].items():
+        print(
+            f"| {name} | {row['count']} | {row['failures']} | {row['rps']} | {row['p50_ms']} | "
+            f"{row['p95_ms']} | {row['p99_ms']} | {row['max_ms']} |"
+        )
+    print()
+    print(f"Items ranked: {ranked} in {args.duration} s = **{figures['items_per_s']} items/s**")
+    print()
+    print(f"Gunicorn: {figures['gunicorn']}; load average before/after: {load_before} / {load_after}")
+    print()
+    print("Next-item query after the run (annotator bench-annotator-0):")
+    print()
+    print("```")
+    print(plan)
+    print("```")
+    if args.json:
+        args.json.write_text(json.dumps({**figures, "plan": plan}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

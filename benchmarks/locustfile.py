@@ -1,0 +1,57 @@
+"""Locust users that loop next → submit like annotators on the ranking page, one API token each.
+
+Started by `benchmarks/assignment_load.py`, which sets BENCH_TOKENS (comma-separated API tokens, one per
+simulated annotator) and BENCH_PROJECT_ID. Runnable on its own against any server holding that data:
+
+    BENCH_TOKENS=t1,t2 BENCH_PROJECT_ID=1 locust -f benchmarks/locustfile.py --headless -u 2 -r 2 \
+        -t 30s --host http://127.0.0.1:8000
+"""
+
+import itertools
+import os
+import random
+
+from locust import FastHttpUser, constant, task
+from locust.exception import StopUser
+
+TOKENS = [token for token in os.environ.get("BENCH_TOKENS", "").split(",") if token]
+PROJECT_ID = int(os.environ.get("BENCH_PROJECT_ID", "0"))
+_token_numbers = itertools.count()
+
+
+class Annotator(FastHttpUser):
+    """One annotator: takes the next item and submits a ranking of its answers straight away."""
+
+    # No think time: the point is the server's capacity, not a realistic pace (people take ~20 s an item).
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        if not TOKENS:
+            raise RuntimeError("Set BENCH_TOKENS to the annotators' API tokens.")
+        token = TOKENS[next(_token_numbers) % len(TOKENS)]
+        self.headers = {"Authorization": f"Token {token}"}
+
+    @task
+    def rank_one_item(self) -> None:
+        with self.client.post(
+            f"/api/projects/{PROJECT_ID}/next/", headers=self.headers, name="next", catch_response=True
+        ) as response:
+            if response.status_code != 200:
+                response.failure(f"next answered {response.status_code}: {response.text[:200]}")
+                return
+            assignment = response.json()["assignment"]
+            if assignment is None:
+                response.success()
+                raise StopUser()
+        answer_ids = [answer["id"] for answer in assignment["answers"]]
+        random.shuffle(answer_ids)
+        body = {"order": [[answer_id] for answer_id in answer_ids], "seconds_spent": 1.0}
+        with self.client.post(
+            f"/api/assignments/{assignment['id']}/submit/",
+            json=body,
+            headers=self.headers,
+            name="submit",
+            catch_response=True,
+        ) as response:
+            if response.status_code != 201:
+                response.failure(f"submit answered {response.status_code}: {response.text[:200]}")
