@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files import File
@@ -174,7 +172,7 @@ class _Ranking:
     not_rankable: bool
     flags: dict[str, list[str]]
     seconds_spent: float | None
-    created_at: datetime
+    created_at: datetime | None
 
 
 @dataclass
@@ -189,9 +187,14 @@ class ExportItem:
 
 
 def export_items(
-    *, project: Project, filters: ExportFilters, chunk_size: int = ITEM_CHUNK_SIZE
+    *, project: Project, filters: ExportFilters, details: bool = True, chunk_size: int = ITEM_CHUNK_SIZE
 ) -> Iterator[ExportItem]:
-    """The project's items in id order, with their answers and the rankings the filters keep."""
+    """The project's items in id order, with their answers and the rankings the filters keep.
+
+    Without `details` the rankings' flags (unless filtering on them), time spent and creation time are
+    not read: the shapes other than `rankings` do not show them, and decoding them is a good part of the
+    cost of a large export.
+    """
     rankings = Ranking.objects.all()
     if filters.since:
         rankings = rankings.filter(created_at__gte=filters.since)
@@ -202,6 +205,9 @@ def export_items(
     if filters.exclude_not_rankable:
         rankings = rankings.filter(not_rankable=False)
     pseudonyms: dict[int, str] = {}
+    with_flags = details or filters.exclude_flagged
+    columns = ["item_id", "annotator_id", "import_batch_id", "external_annotator", "order", "not_rankable"]
+    columns += ["flags"] * with_flags + ["seconds_spent", "created_at"] * details
 
     last_id = 0
     while True:
@@ -223,21 +229,11 @@ def export_items(
             answers.setdefault(item_id, []).append(_Answer(answer_id, text, model_name, external_id))
         by_item: dict[int, list[_Ranking]] = {}
         for row in (
-            rankings.filter(item_id__in=ids)
-            .order_by("item_id", "created_at", "id")
-            .values_list(
-                "item_id",
-                "annotator_id",
-                "import_batch_id",
-                "external_annotator",
-                "order",
-                "not_rankable",
-                "flags",
-                "seconds_spent",
-                "created_at",
-            )
+            rankings.filter(item_id__in=ids).order_by("item_id", "created_at", "id").values_list(*columns)
         ):
-            item_id, user_id, batch_id, external, order, not_rankable, flags, seconds, created = row
+            item_id, user_id, batch_id, external, order, not_rankable = row[:6]
+            flags = row[6] if with_flags else None
+            seconds, created = row[6 + with_flags :] if details else (None, None)
             if user_id is not None:
                 who = pseudonyms.get(user_id) or pseudonyms.setdefault(user_id, annotator_pseudonym(user_id))
             else:
@@ -341,26 +337,27 @@ def _consensus_rows(item: ExportItem, project_name: str) -> Iterator[dict]:
     }
 
 
-def _item_pairs(item: ExportItem, pairs_from: str) -> Iterator[tuple[str, str, int]]:
-    texts = {a.id: a.text for a in item.answers}
+def _item_pairs(item: ExportItem, pairs_from: str) -> Iterator[tuple[int, int, int]]:
+    """(chosen answer id, rejected answer id, rank gap) from each ranking or from the consensus."""
+    known = {a.id for a in item.answers}
     if pairs_from == "consensus":
         orders = [_consensus_of(item).ranking] if item.rankings else []
     else:
         orders = [r.order for r in item.rankings]
     for order in orders:
-        unknown = {a for group in order for a in group if a not in texts}
-        for chosen, rejected, gap in ranking_pairs(order, exclude=unknown):
-            yield texts[chosen], texts[rejected], gap
+        unknown = {a for group in order for a in group if a not in known}
+        yield from ranking_pairs(order, exclude=unknown)
 
 
 def _pairs_rows(pairs_from: str) -> Callable[[ExportItem, str], Iterator[dict]]:
     def rows(item: ExportItem, project_name: str) -> Iterator[dict]:
         prompt = conversation_prompt_text(item.conversation)
+        texts = {a.id: a.text for a in item.answers}
         for chosen, rejected, gap in _item_pairs(item, pairs_from):
             yield {
                 "prompt": prompt,
-                "chosen": chosen,
-                "rejected": rejected,
+                "chosen": texts[chosen],
+                "rejected": texts[rejected],
                 "item_id": item.id,
                 "rank_gap": gap,
             }
@@ -370,16 +367,41 @@ def _pairs_rows(pairs_from: str) -> Callable[[ExportItem, str], Iterator[dict]]:
 
 def _pairs_chat_rows(pairs_from: str) -> Callable[[ExportItem, str], Iterator[dict]]:
     def rows(item: ExportItem, project_name: str) -> Iterator[dict]:
+        texts = {a.id: a.text for a in item.answers}
         for chosen, rejected, gap in _item_pairs(item, pairs_from):
             yield {
                 "prompt": item.conversation,
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}],
+                "chosen": [{"role": "assistant", "content": texts[chosen]}],
+                "rejected": [{"role": "assistant", "content": texts[rejected]}],
                 "item_id": item.id,
                 "rank_gap": gap,
             }
 
     return rows
+
+
+# The pair shapes repeat an item's prompt and answers in many rows: their JSON lines are put together
+# from each string encoded once per item, byte for byte what encoding `_pairs_rows` would give
+# (a test holds them to it), which makes pair exports several times faster.
+
+
+def _pairs_lines(pairs_from: str, chat: bool) -> Callable[[ExportItem, str], list[str]]:
+    def lines(item: ExportItem, project_name: str) -> list[str]:
+        pairs = list(_item_pairs(item, pairs_from))
+        if not pairs:
+            return []
+        prompt = item.conversation if chat else conversation_prompt_text(item.conversation)
+        head = '{"prompt":' + _json.encode(prompt) + ',"chosen":'
+        if chat:
+            encoded = {
+                a.id: f'[{{"role":"assistant","content":{_json.encode(a.text)}}}]' for a in item.answers
+            }
+        else:
+            encoded = {a.id: _json.encode(a.text) for a in item.answers}
+        tail = f',"item_id":{item.id},"rank_gap":'
+        return [f'{head}{encoded[c]},"rejected":{encoded[r]}{tail}{gap}}}' for c, r, gap in pairs]
+
+    return lines
 
 
 def _oasst_rows(item: ExportItem, project_name: str) -> Iterator[dict]:
@@ -458,6 +480,21 @@ class ExportProgress:
     on_items: Callable[[int], None] | None = None
 
 
+def _export_pass(
+    *, project: Project, format: str, filters: ExportFilters, build: Callable, progress: ExportProgress | None
+) -> Iterator:
+    progress = progress if progress is not None else ExportProgress()
+    for item in export_items(project=project, filters=filters, details=format == "rankings"):
+        out = list(build(item, project.name))
+        if out:
+            progress.rows += len(out)
+            progress.items += 1
+            yield from out
+        progress.items_read += 1
+        if progress.on_items:
+            progress.on_items(1)
+
+
 def export_rows(
     *,
     project: Project,
@@ -468,17 +505,27 @@ def export_rows(
     """Every row of `format` for the project, streamed; `progress` counts rows and items as they pass."""
     filters = filters or ExportFilters()
     build = _row_builder(format, filters)
-    progress = progress if progress is not None else ExportProgress()
-    for item in export_items(project=project, filters=filters):
-        before = progress.rows
-        for row in build(item, project.name):
-            progress.rows += 1
-            yield row
-        if progress.rows > before:
-            progress.items += 1
-        progress.items_read += 1
-        if progress.on_items:
-            progress.on_items(1)
+    return _export_pass(project=project, format=format, filters=filters, build=build, progress=progress)
+
+
+def export_lines(
+    *,
+    project: Project,
+    format: str,
+    filters: ExportFilters | None = None,
+    progress: ExportProgress | None = None,
+) -> Iterator[str]:
+    """The rows of `format` as JSON lines (without the newline), streamed."""
+    filters = filters or ExportFilters()
+    if format in ("pairs", "pairs-chat"):
+        build = _pairs_lines(filters.pairs_from, chat=format == "pairs-chat")
+    else:
+        rows = _row_builder(format, filters)
+
+        def build(item: ExportItem, project_name: str) -> list[str]:
+            return [_json.encode(row) for row in rows(item, project_name)]
+
+    return _export_pass(project=project, format=format, filters=filters, build=build, progress=progress)
 
 
 # --- Containers -------------------------------------------------------------------------------------
@@ -486,12 +533,11 @@ def export_rows(
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def encode_jsonl(rows: Iterable[dict]) -> Iterator[bytes]:
+def encode_jsonl(lines: Iterable[str]) -> Iterator[bytes]:
     """JSON Lines, yielded in chunks of about a megabyte."""
     parts: list[str] = []
     size = 0
-    for row in rows:
-        line = _json.encode(row)
+    for line in lines:
         parts.append(line)
         size += len(line)
         if size >= JSONL_FLUSH_BYTES:
@@ -513,53 +559,60 @@ def encode_gzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
     yield compressor.flush()
 
 
-_TURN = pa.struct([("role", pa.string()), ("content", pa.string())])
-_ANSWER = pa.struct([("id", pa.int64()), ("text", pa.string()), ("model", pa.string())])
-_ITEM_FIELDS = [
-    ("item_id", pa.int64()),
-    ("project", pa.string()),
-    ("conversation", pa.list_(_TURN)),
-    ("answers", pa.list_(_ANSWER)),
-    ("ranking", pa.list_(pa.list_(pa.int64()))),
-]
-PARQUET_SCHEMAS = {
-    "rankings": pa.schema(
-        _ITEM_FIELDS
-        + [
-            ("not_rankable", pa.bool_()),
-            # {answer_id: [labels]} elsewhere; `datasets` reads no Arrow map, so a list of entries here.
-            ("flags", pa.list_(pa.struct([("answer_id", pa.int64()), ("labels", pa.list_(pa.string()))]))),
-            ("annotator", pa.string()),
-            ("created_at", pa.string()),
-            ("seconds_spent", pa.float64()),
-        ]
-    ),
-    "consensus": pa.schema(
-        _ITEM_FIELDS + [("n_annotators", pa.int64()), ("n_agreeing", pa.int64()), ("agreement", pa.float64())]
-    ),
-    "pairs": pa.schema(
-        [
-            ("prompt", pa.string()),
-            ("chosen", pa.string()),
-            ("rejected", pa.string()),
-            ("item_id", pa.int64()),
-            ("rank_gap", pa.int64()),
-        ]
-    ),
-    "pairs-chat": pa.schema(
-        [
-            ("prompt", pa.list_(_TURN)),
-            ("chosen", pa.list_(_TURN)),
-            ("rejected", pa.list_(_TURN)),
-            ("item_id", pa.int64()),
-            ("rank_gap", pa.int64()),
-        ]
-    ),
-    # A tree has no fixed depth, so no fixed Parquet type: the tree travels as its JSON text.
-    "oasst": pa.schema(
-        [("message_tree_id", pa.string()), ("tree_state", pa.string()), ("prompt", pa.string())]
-    ),
-}
+def parquet_schema(format: str):
+    """The Parquet schema of a format; pyarrow is imported only when Parquet is asked for (it is large)."""
+    import pyarrow as pa
+
+    turn = pa.struct([("role", pa.string()), ("content", pa.string())])
+    answer = pa.struct([("id", pa.int64()), ("text", pa.string()), ("model", pa.string())])
+    flag = pa.struct([("answer_id", pa.int64()), ("labels", pa.list_(pa.string()))])
+    item_fields = [
+        ("item_id", pa.int64()),
+        ("project", pa.string()),
+        ("conversation", pa.list_(turn)),
+        ("answers", pa.list_(answer)),
+        ("ranking", pa.list_(pa.list_(pa.int64()))),
+    ]
+    schemas = {
+        "rankings": pa.schema(
+            item_fields
+            + [
+                ("not_rankable", pa.bool_()),
+                # {answer_id: [labels]} elsewhere; `datasets` reads no Arrow map, so a list of entries here.
+                ("flags", pa.list_(flag)),
+                ("annotator", pa.string()),
+                ("created_at", pa.string()),
+                ("seconds_spent", pa.float64()),
+            ]
+        ),
+        "consensus": pa.schema(
+            item_fields
+            + [("n_annotators", pa.int64()), ("n_agreeing", pa.int64()), ("agreement", pa.float64())]
+        ),
+        "pairs": pa.schema(
+            [
+                ("prompt", pa.string()),
+                ("chosen", pa.string()),
+                ("rejected", pa.string()),
+                ("item_id", pa.int64()),
+                ("rank_gap", pa.int64()),
+            ]
+        ),
+        "pairs-chat": pa.schema(
+            [
+                ("prompt", pa.list_(turn)),
+                ("chosen", pa.list_(turn)),
+                ("rejected", pa.list_(turn)),
+                ("item_id", pa.int64()),
+                ("rank_gap", pa.int64()),
+            ]
+        ),
+        # A tree has no fixed depth, so no fixed Parquet type: the tree travels as its JSON text.
+        "oasst": pa.schema(
+            [("message_tree_id", pa.string()), ("tree_state", pa.string()), ("prompt", pa.string())]
+        ),
+    }
+    return schemas[check_format(format)]
 
 
 class _DrainableSink:
@@ -592,7 +645,10 @@ class _DrainableSink:
 
 def encode_parquet(rows: Iterable[dict], *, format: str) -> Iterator[bytes]:
     """Parquet, one row group per PARQUET_ROW_GROUP_ROWS rows, yielded as each group is written."""
-    schema = PARQUET_SCHEMAS[check_format(format)]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = parquet_schema(format)
     sink = _DrainableSink()
     writer = pq.ParquetWriter(sink, schema, compression="zstd")
     batch: list[dict] = []
@@ -630,13 +686,15 @@ def export_stream(
     progress: ExportProgress | None = None,
 ) -> Iterator[bytes]:
     """The bytes of an export file, streamed chunk by chunk."""
-    rows = export_rows(project=project, format=format, filters=filters, progress=progress)
     if container == "parquet":
-        return encode_parquet(rows, format=format)
-    if container == "jsonl.gz":
-        return encode_gzip(encode_jsonl(rows))
-    if container == "jsonl":
-        return encode_jsonl(rows)
+        return encode_parquet(
+            export_rows(project=project, format=format, filters=filters, progress=progress), format=format
+        )
+    if container in ("jsonl", "jsonl.gz"):
+        chunks = encode_jsonl(
+            export_lines(project=project, format=format, filters=filters, progress=progress)
+        )
+        return encode_gzip(chunks) if container == "jsonl.gz" else chunks
     raise ExportError(f"Unknown container {container!r}; use one of {', '.join(CONTAINERS)}.")
 
 
@@ -821,7 +879,7 @@ def project_figures(*, project: Project, filters: ExportFilters | None = None) -
         return cached
     agreement = ProjectAgreement()
     consensus_items = unanimous_best = 0
-    for item in export_items(project=project, filters=filters):
+    for item in export_items(project=project, filters=filters, details=False):
         known = {a.id for a in item.answers}
         candidates = [a.id for a in item.answers]
         by_annotator = {r.annotator: _known_only(r.order, known) for r in item.rankings}

@@ -22,8 +22,11 @@ def ranking_pairs(
     Excluded answers (flagged, say) are taken out before the gaps are counted, so a group that
     empties does not leave a hole in `rank_gap`.
     """
-    groups = [[c for c in group if c not in exclude] for group in ranking]
-    groups = [group for group in groups if group]
+    if exclude:
+        groups = [[c for c in group if c not in exclude] for group in ranking]
+        groups = [group for group in groups if group]
+    else:
+        groups = [group for group in ranking if group]
     pairs = []
     for level, better in enumerate(groups):
         for gap, worse in enumerate(groups[level + 1 :], start=1):

@@ -358,3 +358,22 @@ def test_oasst_export_reimports_to_the_same_items_and_ranks(ranked, tmp_path):
         ]
     tie_item = copy.items.get(external_id="q-tie")
     assert len(tie_item.rankings.get().order) == 1  # the tie survived the trip
+
+
+@pytest.mark.parametrize("format", ["pairs", "pairs-chat"])
+@pytest.mark.parametrize("pairs_from", ["rankings", "consensus"])
+def test_pair_lines_are_byte_for_byte_the_encoded_rows(ranked, format, pairs_from):
+    from annotation.exports import export_lines
+
+    item = ItemFactory(
+        project=ranked["project"],
+        answers=['Say "hi"\nthen \\ leave', "Café 😀 \u2028 tab\t</script>"],
+        conversation=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Ünïcode?"}],
+    )
+    RankingFactory(item=item, annotator=ranked["people"][0])
+    filters = ExportFilters(pairs_from=pairs_from)
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    expected = [
+        encoder.encode(row) for row in export_rows(project=ranked["project"], format=format, filters=filters)
+    ]
+    assert list(export_lines(project=ranked["project"], format=format, filters=filters)) == expected

@@ -81,15 +81,15 @@ def test_the_rankings_snapshot_for_training_includes_imported_rankings_by_defaul
 def test_a_crash_mid_write_leaves_neither_a_file_nor_a_record(media, monkeypatch):
     project = ProjectFactory()
     RankingFactory.create_batch(3, item__project=project)
-    real_rows = exports.export_rows
+    real_items = exports.export_items
 
-    def failing_rows(**kwargs):
-        for number, row in enumerate(real_rows(**kwargs)):
+    def failing_items(**kwargs):
+        for number, item in enumerate(real_items(**kwargs)):
             if number == 2:
                 raise RuntimeError("disk on fire")
-            yield row
+            yield item
 
-    monkeypatch.setattr(exports, "export_rows", failing_rows)
+    monkeypatch.setattr(exports, "export_items", failing_items)
     monkeypatch.setattr(exports, "JSONL_FLUSH_BYTES", 1)  # so that bytes hit the disk before the crash
     with pytest.raises(RuntimeError, match="disk on fire"):
         export_snapshot_create(project=project, format="rankings")
