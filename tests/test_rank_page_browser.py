@@ -149,6 +149,11 @@ def test_annotator_ranks_by_drag_keyboard_tie_skips_flags_and_marks_not_rankable
     assert _card(page, second).locator("[data-tie-chip]").is_visible()
     assert _card(page, second).locator("[data-rank]").inner_text() == "1"
     assert _card(page, third).locator("[data-rank]").inner_text() == "2"
+    page.keyboard.press("t")  # untie...
+    assert _card(page, second).locator("[data-rank]").inner_text() == "2"
+    assert not _card(page, second).locator("[data-tie-chip]").is_visible()
+    page.keyboard.press("t")  # ...and tie again
+    assert _card(page, second).locator("[data-rank]").inner_text() == "1"
     _card(page, third).get_by_label("spam").check()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "rank-page.png"))
