@@ -1,0 +1,76 @@
+"""The retrain schedule: a beat entry every 15 minutes that starts a run once enough new rankings exist."""
+
+import pytest
+from django.db.models import Max
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from annotation.models import Ranking
+from rewardlab.celery import app
+from tests.factories import ProjectFactory, RankingFactory
+from tests.training_setup import learnable_rankings_create
+from training.models import TrainingRun
+from training.tasks import check_retrain, reap_stale_runs, run_training
+
+pytestmark = pytest.mark.django_db
+
+
+def check() -> list[int]:
+    """Run the beat task the way the worker does (in-process, same code path)."""
+    return check_retrain.apply().get()
+
+
+@pytest.mark.django_db(serialized_rollback=True)
+def test_beat_checks_every_15_minutes_and_reaps_every_minute_on_the_default_queue():
+    retrain = PeriodicTask.objects.get(task="training.tasks.check_retrain")
+    reaper = PeriodicTask.objects.get(task="training.tasks.reap_stale_runs")
+
+    assert (retrain.interval.every, retrain.interval.period) == (15, IntervalSchedule.MINUTES)
+    assert (reaper.interval.every, reaper.interval.period) == (1, IntervalSchedule.MINUTES)
+    assert retrain.enabled and reaper.enabled
+    assert retrain.queue == reaper.queue == "default"
+
+
+def test_only_the_training_task_is_routed_to_the_training_queue():
+    def queue_of(task):
+        return app.amqp.router.route(dict(task._get_exec_options()), task.name, (), {}, task)["queue"].name
+
+    assert queue_of(run_training) == "training"
+    assert queue_of(check_retrain) == queue_of(reap_stale_runs) == "default"
+    assert run_training.acks_late and run_training.reject_on_worker_lost
+
+
+def test_schedule_starts_a_run_once_enough_new_rankings_exist_and_not_before():
+    project = ProjectFactory(retrain_min_new_rankings=5)
+    learnable_rankings_create(project=project, count=4)
+
+    assert check() == []
+    RankingFactory(item__project=project)
+    started = check()
+
+    run = TrainingRun.objects.get(project=project)
+    assert started == [run.pk]
+    assert (run.trigger, run.status) == (TrainingRun.Trigger.SCHEDULE, TrainingRun.Status.QUEUED)
+    assert check() == []  # the queued run blocks a second one
+    assert TrainingRun.objects.filter(project=project).count() == 1
+
+
+def test_schedule_counts_only_rankings_newer_than_the_last_successful_run():
+    project = ProjectFactory(retrain_min_new_rankings=3)
+    learnable_rankings_create(project=project, count=6)
+    covered = Ranking.objects.filter(item__project=project).aggregate(m=Max("pk"))["m"]
+    TrainingRun.objects.create(project=project, trigger="api", status="succeeded", last_ranking_id=covered)
+    # A failed run after it trained on nothing that counts.
+    TrainingRun.objects.create(
+        project=project, trigger="api", status="failed", last_ranking_id=covered + 1000
+    )
+
+    assert check() == []
+    learnable_rankings_create(project=project, count=3, seed=1)
+    assert len(check()) == 1
+
+
+def test_schedule_skips_inactive_projects():
+    project = ProjectFactory(retrain_min_new_rankings=1, is_active=False)
+    learnable_rankings_create(project=project, count=2)
+
+    assert check() == []
