@@ -3,6 +3,8 @@ from django.db.models import Count
 from django.urls import path
 from django.utils.text import Truncator
 
+from training.admin import retrain_now
+
 from .admin_import import project_import_view
 from .models import Answer, Assignment, ExportSnapshot, ImportBatch, Item, Project, Ranking
 
@@ -19,7 +21,7 @@ class ProjectAdmin(admin.ModelAdmin):
         ("Training", {"fields": ["retrain_min_new_rankings", "training_arguments"]}),
         (None, {"fields": ["created_at"]}),
     ]
-    actions: list = []
+    actions = [retrain_now]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(item_count=Count("items"))

@@ -1,4 +1,18 @@
-"""Staff pages for training runs and reward-model versions."""
+"""Staff pages for training runs and reward-model versions, under /training/."""
+
+from django.urls import path
+
+from . import views
 
 app_name = "training"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("projects/<int:project_id>/runs/", views.project_runs, name="project-runs"),
+    path("projects/<int:project_id>/retrain/", views.project_retrain, name="project-retrain"),
+    path("projects/<int:project_id>/models/", views.project_models, name="project-models"),
+    path("runs/<int:run_id>/progress.json", views.run_progress, name="run-progress"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
+    path("runs/<int:run_id>/retry/", views.run_retry, name="run-retry"),
+    path("models/<int:model_id>/activate/", views.model_activate, name="model-activate"),
+    path("models/<int:model_id>/download/", views.model_download, name="model-download"),
+]

@@ -1,0 +1,149 @@
+"""Staff pages for training runs and reward-model versions: thin views over the services and selectors."""
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.db.models import OuterRef, Subquery
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from annotation.models import Project
+
+from . import services
+from .api import reward_model_archive_response
+from .models import RewardModel, TrainingRun
+from .selectors import (
+    accuracy_chart,
+    loss_chart,
+    reward_models_for_project,
+    training_run_progress,
+    training_runs_for_project,
+)
+
+RUNS_SHOWN = 50
+
+
+@staff_member_required
+def index(request):
+    """Every project with its latest run and its active version."""
+    latest = TrainingRun.objects.filter(project=OuterRef("pk")).order_by("-created_at", "-id")
+    active = RewardModel.objects.filter(project=OuterRef("pk"), is_active=True)
+    projects = Project.objects.annotate(
+        latest_run_status=Subquery(latest.values("status")[:1]),
+        latest_run_id=Subquery(latest.values("pk")[:1]),
+        active_version=Subquery(active.values("version")[:1]),
+        active_accuracy=Subquery(active.values("pairwise_accuracy")[:1]),
+    )
+    return render(request, "training/index.html", {"projects": projects})
+
+
+@staff_member_required
+def project_runs(request, project_id: int):
+    """A project's runs, the selected (or latest) run's live progress, loss curve and log tail."""
+    project = get_object_or_404(Project, pk=project_id)
+    runs = list(training_runs_for_project(project=project)[:RUNS_SHOWN])
+    selected = runs[0] if runs else None
+    if request.GET.get("run", "").isdigit():
+        selected = get_object_or_404(TrainingRun, pk=int(request.GET["run"]), project=project)
+    context = {
+        "project": project,
+        "runs": runs,
+        "selected": selected,
+        "loss_svg": loss_chart(run=selected) if selected else "",
+        "accuracy_svg": accuracy_chart(project=project),
+        "can_retry": selected is not None
+        and selected.status in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED),
+    }
+    return render(request, "training/project_runs.html", context)
+
+
+@staff_member_required
+def run_progress(request, run_id: int):
+    """JSON the runs page polls while a run is queued or running."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    return JsonResponse(training_run_progress(run=run))
+
+
+def _back_to_runs(run_or_project_id: int, run_id: int | None = None):
+    response = redirect("training:project-runs", project_id=run_or_project_id)
+    if run_id:
+        response["Location"] += f"?run={run_id}"
+    return response
+
+
+@staff_member_required
+@require_POST
+def project_retrain(request, project_id: int):
+    """The "Retrain now" button."""
+    project = get_object_or_404(Project, pk=project_id)
+    try:
+        run = services.training_run_create(
+            project=project, trigger=TrainingRun.Trigger.ADMIN, created_by=request.user
+        )
+    except services.TrainingError as exc:
+        messages.error(request, str(exc))
+        return _back_to_runs(project.pk)
+    messages.success(request, f"Queued training run #{run.pk}.")
+    return _back_to_runs(project.pk, run.pk)
+
+
+@staff_member_required
+@require_POST
+def run_cancel(request, run_id: int):
+    """The cancel button of a queued or running run."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        run = services.training_run_cancel(run=run)
+    except services.TrainingError as exc:
+        messages.error(request, str(exc))
+    else:
+        if run.status == TrainingRun.Status.CANCELLED:
+            messages.success(request, f"Run #{run.pk} cancelled.")
+        else:
+            messages.info(request, f"Run #{run.pk}: stopping the training process.")
+    return _back_to_runs(run.project_id, run.pk)
+
+
+@staff_member_required
+@require_POST
+def run_retry(request, run_id: int):
+    """The retry button of a failed or cancelled run."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        new_run = services.training_run_retry(run=run, created_by=request.user)
+    except services.TrainingError as exc:
+        messages.error(request, str(exc))
+        return _back_to_runs(run.project_id, run.pk)
+    messages.success(request, f"Queued run #{new_run.pk}, a retry of #{run.pk}.")
+    return _back_to_runs(run.project_id, new_run.pk)
+
+
+@staff_member_required
+def project_models(request, project_id: int):
+    """A project's model versions with their metrics, activation and download."""
+    project = get_object_or_404(Project, pk=project_id)
+    context = {
+        "project": project,
+        "reward_models": reward_models_for_project(project=project),
+        "accuracy_svg": accuracy_chart(project=project),
+    }
+    return render(request, "training/project_models.html", context)
+
+
+@staff_member_required
+@require_POST
+def model_activate(request, model_id: int):
+    """Make a version the project's active model, whatever its metrics."""
+    reward_model = services.reward_model_activate(reward_model=get_object_or_404(RewardModel, pk=model_id))
+    messages.success(request, f"Version {reward_model.version} is now the active model.")
+    return redirect("training:project-models", project_id=reward_model.project_id)
+
+
+@staff_member_required
+def model_download(request, model_id: int):
+    """The version's directory as a .tar.gz archive."""
+    reward_model = get_object_or_404(RewardModel, pk=model_id)
+    response = reward_model_archive_response(reward_model)
+    if response.status_code == 404:
+        raise Http404("The model's files are no longer on disk.")
+    return response
