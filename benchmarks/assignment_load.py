@@ -191,11 +191,14 @@ def run_locust(*, url: str, project_id: int, tokens: list[str], users: int, dura
 def next_item_plan(project, username: str) -> str:
     """EXPLAIN (ANALYZE, BUFFERS) of the exact query assignment_next runs, rolled back afterwards."""
     from django.contrib.auth import get_user_model
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from annotation.assignment import items_free_for
 
     annotator = get_user_model().objects.get(username=username)
+    # Fresh statistics, as autovacuum would have them on a long-running system.
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotation_item, annotation_assignment, annotation_ranking")
     with transaction.atomic():
         query = items_free_for(annotator=annotator, project=project).values_list("pk", flat=True)[:1]
         plan = query.explain(analyze=True, buffers=True)
