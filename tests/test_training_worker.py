@@ -199,13 +199,38 @@ def test_cancel_during_a_run_kills_the_engine_process_tree(
     assert worker.process.poll() is None  # the worker itself lives on for the next run
 
 
+def test_engine_killed_alone_fails_the_run_at_once_and_the_worker_lives_on(
+    live_celery_worker, roots, tiny_base, staff_client
+):
+    project = ProjectFactory(training_arguments={**TINY_ARGUMENTS, "base_model": str(tiny_base)})
+    learnable_rankings_create(project=project, count=16)
+    worker = live_celery_worker(queues="training", **WORKER_ENV)
+    run_id = staff_client.post(RUNS, {"project": project.pk, "arguments": LONG_RUN}, format="json").json()[
+        "id"
+    ]
+    wait_for(lambda: run_state(run_id).step >= 1, timeout=120, what="training progress", worker=worker)
+
+    os.killpg(run_state(run_id).process_id, signal.SIGKILL)  # e.g. the OOM killer picks the engine
+
+    wait_for(
+        lambda: run_state(run_id).status == TrainingRun.Status.FAILED,
+        timeout=30,
+        what="the worker to notice",
+        worker=worker,
+    )
+    assert "was killed by SIGKILL" in run_state(run_id).error
+    assert worker.process.poll() is None
+    # The project is free again for the next trigger.
+    assert not TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE_STATUSES).exists()
+
+
 @pytest.fixture
 def broker_down():
     """Point this process's Celery app at a port where no broker listens (the shared Redis keeps running)."""
     from rewardlab.celery import app
 
     def reconnect(url):
-        # CELERY_BROKER_URL in the environment wins over conf.broker_url; the write URL is what publishing uses.
+        # CELERY_BROKER_URL in the environment wins over conf.broker_url; publishing uses the write URL.
         app.conf.broker_write_url = url
         # Drop cached connection and producer pools so that the next publish dials the new URL.
         app._pool = None
