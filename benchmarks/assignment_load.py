@@ -140,6 +140,41 @@ def reset_work(project) -> None:
             cursor.execute(f"VACUUM ANALYZE {table}")
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the given live processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (FileNotFoundError, ValueError):
+            continue
+    return found
+
+
+def database_backends() -> list[int]:
+    """PostgreSQL backend processes connected to this database (the gunicorn workers' connections)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -259,6 +294,11 @@ def main() -> None:
             reset_work(project)
             # Other work on the machine skews the figures: the 1/5/15-minute load averages go in the report.
             load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+            # CPU actually spent by the web workers and their database backends, whatever else runs here:
+            # the machine-independent cost of one ranked item.
+            web_pids = [server.pid, *children_of(server.pid)]
+            db_pids = database_backends()
+            web_cpu, db_cpu = cpu_seconds(web_pids), cpu_seconds(db_pids)
             started = time.perf_counter()
             stats = run_locust(
                 url=url,
@@ -269,6 +309,7 @@ def main() -> None:
                 prefix=f"{tmp}/locust",
             )
             elapsed = time.perf_counter() - started
+            web_cpu, db_cpu = cpu_seconds(web_pids) - web_cpu, cpu_seconds(db_pids) - db_cpu
             load_after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     finally:
         server.terminate()
@@ -284,6 +325,8 @@ def main() -> None:
         "items_ranked": ranked,
         "items_per_s": round(ranked / args.duration, 1),
         "wall_s": round(elapsed, 1),
+        "web_cpu_ms_per_item": round(1000 * web_cpu / max(ranked, 1), 1),
+        "db_cpu_ms_per_item": round(1000 * db_cpu / max(ranked, 1), 1),
         "load_average_before": load_before,
         "load_average_after": load_after,
         "requests": {
@@ -313,6 +356,11 @@ def main() -> None:
     print(f"Items ranked: {ranked} in {args.duration} s = **{figures['items_per_s']} items/s**")
     print()
     print(f"Gunicorn: {figures['gunicorn']}; load average before/after: {load_before} / {load_after}")
+    print()
+    print(
+        f"CPU per ranked item (next + submit): gunicorn {figures['web_cpu_ms_per_item']} ms, "
+        f"PostgreSQL {figures['db_cpu_ms_per_item']} ms"
+    )
     print()
     print("Next-item query after the run (annotator bench-annotator-0):")
     print()
