@@ -26,18 +26,6 @@ def pairwise_wins(rankings: Sequence[Ranking]) -> dict[tuple[Hashable, Hashable]
     return wins
 
 
-def _reaches(edges: dict[Hashable, set[Hashable]], start: Hashable, goal: Hashable) -> bool:
-    stack, seen = [start], {start}
-    while stack:
-        node = stack.pop()
-        if node == goal:
-            return True
-        for following in edges[node] - seen:
-            seen.add(following)
-            stack.append(following)
-    return False
-
-
 def ranked_pairs(rankings: Sequence[Ranking], *, candidates: Sequence[Hashable] = ()) -> list[list[Hashable]]:
     """Tideman's ranked pairs as tie groups, best first, over every answer some ranking placed.
 
@@ -45,33 +33,51 @@ def ranked_pairs(rankings: Sequence[Ranking], *, candidates: Sequence[Hashable] 
     """
     ranked = {answer for ranking in rankings for group in ranking for answer in group}
     order = [c for c in candidates if c in ranked]
-    order += sorted(ranked - set(order), key=lambda answer: (str(type(answer)), answer))
+    if len(order) < len(ranked):
+        order += sorted(ranked - set(order), key=lambda answer: (str(type(answer)), answer))
     index = {answer: i for i, answer in enumerate(order)}
-    wins = pairwise_wins(rankings)
+    n = len(order)
 
-    majorities = []
-    for (a, b), for_a in wins.items():
-        for_b = wins.get((b, a), 0)
-        if for_a > for_b:
-            majorities.append((a, b, for_a, for_b))
+    # Answers become indices 0..n-1 and sets of them bitmasks: this runs once per item of an export.
+    wins = [[0] * n for _ in range(n)]
+    for ranking in rankings:
+        above: list[int] = []
+        for group in ranking:
+            members = [index[answer] for answer in group]
+            for worse in members:
+                for better in above:
+                    wins[better][worse] += 1
+            above.extend(members)
     # Strongest first: most winning votes, then fewest opposing; equal pairs in tie-break order
     # (the winner ranked first in `candidates` first, and for one winner the lower-ranked loser first).
-    majorities.sort(key=lambda m: (-m[2], m[3], index[m[0]], -index[m[1]]))
+    majorities = [
+        (wins[a][b], wins[b][a], a, b) for a in range(n) for b in range(n) if wins[a][b] > wins[b][a]
+    ]
+    majorities.sort(key=lambda m: (-m[0], m[1], m[2], -m[3]))
 
-    edges: dict[Hashable, set[Hashable]] = {answer: set() for answer in order}
-    for winner, loser, _, _ in majorities:
-        if not _reaches(edges, loser, winner):
-            edges[winner].add(loser)
+    beats = [0] * n  # locked edges out of each answer
+    reaches = [1 << i for i in range(n)]  # everything each answer reaches through locked edges, itself too
+    for _, _, winner, loser in majorities:
+        if reaches[loser] >> winner & 1:
+            continue  # locking it would close a cycle
+        beats[winner] |= 1 << loser
+        for x in range(n):
+            if reaches[x] >> winner & 1:
+                reaches[x] |= reaches[loser]
 
     # Peel off the answers nothing remaining beats; those share a level only when no majority
     # separates them (a skipped majority always has a locked path the other way).
-    remaining = list(order)
+    remaining = (1 << n) - 1
     result = []
     while remaining:
-        beaten = {loser for winner in remaining for loser in edges[winner]}
-        level = [answer for answer in remaining if answer not in beaten]
-        result.append(level)
-        remaining = [answer for answer in remaining if answer in beaten]
+        beaten = 0
+        for x in range(n):
+            if remaining >> x & 1:
+                beaten |= beats[x]
+        beaten &= remaining
+        level = remaining & ~beaten
+        result.append([order[x] for x in range(n) if level >> x & 1])
+        remaining = beaten
     return result
 
 
