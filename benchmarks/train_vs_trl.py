@@ -1,0 +1,257 @@
+"""Benchmark: our K-wise reward-model trainer against TRL's RewardTrainer, same model, data and steps.
+
+Both trainers get the same base model, the same tokens (rendered once by `training.reward_model.render`,
+so TRL's max-length filter drops nothing), the same max length, learning rate, schedule, epochs, seed
+and the same number of preference pairs per optimizer step. Each run is a fresh child process so that
+peak memory is per run. Held-out accuracy of both models is measured by the same code on the same
+held-out items (split by item id).
+
+    python benchmarks/train_vs_trl.py                      # K=4 rankings and K=2 pairs, MiniLM, CPU
+    python benchmarks/train_vs_trl.py --settings 4 --repeats 2 --json-out bench.json
+
+TRL comes from the optional `bench` extra (`pip install -e .[bench]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _data(args: argparse.Namespace, k: int):
+    from training.reward_model import groups_from_records, split_groups
+    from training.reward_model.synthetic import synthetic_records
+
+    n_items = args.k2_items if k == 2 and args.k2_items else args.items
+    groups = groups_from_records(synthetic_records(n_items, k=k, seed=args.seed))
+    return split_groups(groups, args.eval_fraction)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_ours(args: argparse.Namespace, k: int) -> dict[str, Any]:
+    """Train with our engine on K-wise groups; pairs per step fixed via groups per batch."""
+    from training.reward_model import TrainConfig, train
+
+    train_groups, eval_groups = _data(args, k)
+    pairs_per_group = k * (k - 1) // 2
+    config = TrainConfig(
+        base_model=args.base_model,
+        output_dir=None,
+        epochs=args.epochs,
+        lr=args.lr,
+        max_length=args.max_length,
+        # The budget is set out of reach so that, like TRL, a step holds a fixed number of pairs.
+        batch_tokens=10**9,
+        max_groups_per_batch=max(1, args.pairs_per_step // pairs_per_group),
+        seed=args.seed,
+        bf16=False,
+        log_every=10**9,
+        show_progress_bar=False,
+    )
+    result = train(config, train_groups, eval_groups)
+    answers = sum(len(g.answers) for g in train_groups) * args.epochs
+    pairs = sum(len(g.pairs) for g in train_groups) * args.epochs
+    return {
+        "trainer": "ours",
+        "k": k,
+        "seconds_per_epoch": result["train_seconds"] / args.epochs,
+        "cpu_seconds_per_epoch": result["train_cpu_seconds"] / args.epochs,
+        "forwards_per_second": answers / result["train_seconds"],
+        "pairs_per_second": pairs / result["train_seconds"],
+        "tokens_per_second": result["tokens_per_second"],
+        "padding_fraction": result["padding_fraction"],
+        "steps": result["steps"],
+        "peak_rss_mb": _peak_rss_mb(),
+        "pairwise_accuracy": result["eval"]["pairwise_accuracy"],
+        "kendall_tau": result["eval"]["kendall_tau"],
+        "train_pairs": sum(len(g.pairs) for g in train_groups),
+        "eval_pairs": result["eval"]["pairs"],
+    }
+
+
+def run_trl(args: argparse.Namespace, k: int) -> dict[str, Any]:
+    """Train TRL's RewardTrainer on every ordered pair of the same groups, tokenized identically."""
+    import datasets
+    import torch
+    from trl import RewardConfig, RewardTrainer
+
+    from training.reward_model.batching import encode_group
+    from training.reward_model.modeling import load_base
+    from training.reward_model.trainer import evaluate_groups
+
+    train_groups, eval_groups = _data(args, k)
+    torch.manual_seed(args.seed)
+    model, tokenizer = load_base(args.base_model)
+    rows = []
+    for g in train_groups:
+        enc = encode_group(g, tokenizer, args.max_length)
+        for b, w in g.pairs:
+            rows.append({"chosen_ids": enc.input_ids[b], "rejected_ids": enc.input_ids[w]})
+    dataset = datasets.Dataset.from_list(rows)
+    config = RewardConfig(
+        output_dir=str(Path(args.workdir) / f"trl-k{k}"),
+        per_device_train_batch_size=args.pairs_per_step,
+        num_train_epochs=args.epochs,
+        learning_rate=args.lr,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        max_length=args.max_length,
+        bf16=False,
+        gradient_checkpointing=False,
+        disable_dropout=True,
+        seed=args.seed,
+        logging_steps=10**6,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
+    trainer = RewardTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    n_tokens = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows) * args.epochs
+    start, cpu_start = time.perf_counter(), time.process_time()
+    trainer.train()
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    eval_enc = [encode_group(g, tokenizer, args.max_length) for g in eval_groups]
+    trained = trainer.model
+    metrics = evaluate_groups(trained, eval_enc, tokenizer.pad_token_id, 16384)
+    return {
+        "trainer": "trl",
+        "k": k,
+        "seconds_per_epoch": seconds / args.epochs,
+        "cpu_seconds_per_epoch": cpu_seconds / args.epochs,
+        "forwards_per_second": 2 * len(rows) * args.epochs / seconds,
+        "pairs_per_second": len(rows) * args.epochs / seconds,
+        "tokens_per_second": n_tokens / seconds,
+        "padding_fraction": None,
+        "steps": trainer.state.global_step,
+        "peak_rss_mb": _peak_rss_mb(),
+        "pairwise_accuracy": metrics["pairwise_accuracy"],
+        "kendall_tau": metrics["kendall_tau"],
+        "train_pairs": len(rows),
+        "eval_pairs": metrics["pairs"],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Benchmark options; `--child` is internal (one trainer, one setting, JSON on stdout)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--base-model", default=None, help="default: packaged all-MiniLM-L6-v2")
+    p.add_argument("--items", type=int, default=400, help="synthetic items per setting")
+    p.add_argument("--k2-items", type=int, default=1200, help="items for K=2 (pairs are scarcer per item)")
+    p.add_argument("--settings", type=int, nargs="+", default=[4, 2], help="answers per item (K)")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--pairs-per-step", type=int, default=24, help="preference pairs per optimizer step")
+    p.add_argument("--eval-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=1, help="alternating runs per trainer; medians reported")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--workdir", default="/tmp/rewardlab-bench")
+    p.add_argument("--json-out", default=None)
+    p.add_argument("--child", choices=["ours", "trl"], default=None, help=argparse.SUPPRESS)
+    p.add_argument("--k", type=int, default=4, help=argparse.SUPPRESS)
+    return p
+
+
+def _child(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = (run_ours if args.child == "ours" else run_trl)(args, args.k)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _spawn(argv: list[str], trainer: str, k: int) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, *argv, "--child", trainer, "--k", str(k)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    sys.stderr.write(proc.stderr[-5000:])
+    raise RuntimeError(f"{trainer} K={k} failed with exit status {proc.returncode}")
+
+
+def _fmt(x: Any, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def main() -> None:
+    """Run both trainers on every setting, alternating, and print a Markdown table plus a JSON line."""
+    args = build_parser().parse_args()
+    if args.child:
+        _child(args)
+        return
+    argv = [a for a in sys.argv[1:] if a not in ("--json-out", args.json_out)]
+    runs: list[dict[str, Any]] = []
+    for k in args.settings:
+        for rep in range(args.repeats):
+            # Alternate the order so that machine-load drift does not favour one trainer.
+            order = ("ours", "trl") if rep % 2 == 0 else ("trl", "ours")
+            for trainer in order:
+                r = _spawn(argv, trainer, k)
+                r["repeat"] = rep
+                runs.append(r)
+                print(f"# {trainer} K={k} repeat {rep}: {json.dumps(r)}", file=sys.stderr, flush=True)
+    summary = []
+    for k in args.settings:
+        med = {}
+        for trainer in ("ours", "trl"):
+            rs = [r for r in runs if r["k"] == k and r["trainer"] == trainer]
+            med[trainer] = {
+                key: statistics.median(r[key] for r in rs) if rs[0][key] is not None else None
+                for key in rs[0]
+                if key not in ("trainer", "repeat")
+            }
+        summary.append(
+            {
+                "k": k,
+                "ours": med["ours"],
+                "trl": med["trl"],
+                "speedup": med["trl"]["seconds_per_epoch"] / med["ours"]["seconds_per_epoch"],
+                "cpu_speedup": med["trl"]["cpu_seconds_per_epoch"] / med["ours"]["cpu_seconds_per_epoch"],
+            }
+        )
+    print(
+        "| K | trainer | wall s/epoch | CPU s/epoch | answers fwd/s | pairs/s | peak RSS MB "
+        "| held-out pair acc | Kendall tau |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in summary:
+        for trainer in ("ours", "trl"):
+            m = s[trainer]
+            print(
+                f"| {s['k']} | {trainer} | {m['seconds_per_epoch']:.1f} | {m['cpu_seconds_per_epoch']:.1f} | "
+                f"{m['forwards_per_second']:.1f} | {m['pairs_per_second']:.1f} | {m['peak_rss_mb']:.0f} | "
+                f"{_fmt(m['pairwise_accuracy'], '.3f')} | {_fmt(m['kendall_tau'], '.3f')} |"
+            )
+        print(
+            f"| {s['k']} | **speed-up vs TRL** | **{s['speedup']:.2f}x** | **{s['cpu_speedup']:.2f}x** "
+            "| | | | | |"
+        )
+    out = {"arguments": vars(args), "summary": summary, "runs": runs, "loadavg_end": os.getloadavg()}
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(out, indent=2))
+    print(json.dumps({"summary": summary}))
+
+
+if __name__ == "__main__":
+    main()
