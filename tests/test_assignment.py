@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from annotation.assignment import (
@@ -12,6 +13,7 @@ from annotation.assignment import (
     assignment_next,
     assignment_skip,
     assignments_expire,
+    items_free_for,
     ranking_submit,
 )
 from annotation.models import Assignment, Item, Ranking
@@ -338,3 +340,17 @@ def test_the_work_runs_out_once_every_item_has_its_rankings():
     counts = Item.objects.filter(project=project).values_list("human_ranking_count", flat=True)
     assert list(counts) == [2, 2, 2]
     assert not Item.objects.filter(open_lease_count__gt=0).exists()
+
+
+def test_finding_work_reads_the_need_index_instead_of_scanning_every_item():
+    project = ProjectFactory()
+    Item.objects.bulk_create(
+        Item(project=project, conversation=[{"role": "user", "content": f"q{n}"}]) for n in range(3000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotation_item")
+    query = items_free_for(annotator=UserFactory(), project=project).values_list("pk", flat=True)[:1]
+    plan = query.explain()
+    assert "Index Scan using item_project_need_idx on annotation_item" in plan
+    assert "Seq Scan on annotation_item" not in plan
+    assert "Sort" not in plan
