@@ -102,3 +102,44 @@ def test_plackett_luce_falls_back_to_pairs_for_groups_without_ranking():
     assert count == 2
     expected = -math.log(_sig(1.0)) - math.log(_sig(1.0))
     assert math.isclose(total.item(), expected, rel_tol=1e-6)
+
+
+def test_k2_loss_and_gradient_equal_trl_reward_trainer_compute_loss():
+    """Run TRL's own RewardTrainer.compute_loss (on a stub trainer) against our loss on the same rewards."""
+    import collections
+    import types
+
+    import pytest
+
+    trl_reward = pytest.importorskip("trl.trainer.reward_trainer")
+    torch.manual_seed(1)
+    table = torch.nn.Parameter(torch.randn(12))  # reward of "sequence" i is table[i]
+
+    def model(input_ids, attention_mask, use_cache=False):
+        return types.SimpleNamespace(logits=table[input_ids[:, 0]].unsqueeze(-1))
+
+    accel = types.SimpleNamespace(gather_for_metrics=lambda x: x, gather=lambda x: x)
+    for coef in (None, 0.01):
+        stub = types.SimpleNamespace(
+            model=types.SimpleNamespace(training=True),
+            args=types.SimpleNamespace(center_rewards_coefficient=coef),
+            accelerator=accel,
+            _total_train_tokens=0,
+            _tp_size=1,
+            _metrics=collections.defaultdict(lambda: collections.defaultdict(list)),
+        )
+        # TRL's batch: the first half are the chosen sequences, the second half the rejected ones.
+        ids = torch.arange(12).unsqueeze(1)
+        trl_loss = trl_reward.RewardTrainer.compute_loss(
+            stub, model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        )
+        (trl_grad,) = torch.autograd.grad(trl_loss, table)
+        # Ours: six groups of two answers (chosen, rejected), flattened group by group.
+        order = torch.stack([torch.arange(6), torch.arange(6, 12)], 1).reshape(-1)
+        rewards = table[order]
+        better, worse = torch.arange(0, 12, 2), torch.arange(1, 12, 2)
+        total, count = batch_loss_sum(rewards, better, worse, torch.arange(6), [None] * 6, "kwise", coef)
+        ours = total / count
+        (our_grad,) = torch.autograd.grad(ours, table)
+        assert torch.allclose(ours, trl_loss, atol=1e-6)
+        assert torch.allclose(our_grad, trl_grad, atol=1e-6)

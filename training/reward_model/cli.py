@@ -7,8 +7,9 @@ to stderr. A parent reads stdout line by line:
 
 ``train``
     {"event": "start", "command": "train", "arguments": {...}}
+    {"event": "read", "rows": n, "groups": n, "skipped_rows": {reason: count}}   rows left out, with why
     {"event": "data", "train_groups": n, "eval_groups": n, "train_answers": n, "train_pairs": n,
-     "truncated_answers": n, "skipped_rows": {reason: count}, "rows": n}
+     "truncated_answers": n, "tokenize_seconds": s}
     {"event": "progress", "step": n, "total_steps": N, "epoch": float, "loss": x, "lr": x,
      "elapsed_seconds": s}                       every --log-every optimizer steps and at the last step
     {"event": "epoch", "epoch": e, "seconds": s, "step": n}
@@ -24,6 +25,11 @@ to stderr. A parent reads stdout line by line:
 
 On failure the last line is {"event": "error", "error": "<message>"} and the exit status is 1 (2 for bad
 arguments). Only the main process prints under torchrun / accelerate launch.
+
+Several GPUs or nodes: the same entry point under a launcher, e.g.
+    torchrun --nproc-per-node 8 -m training.reward_model train --data D --output O
+    accelerate launch --multi_gpu -m training.reward_model train --data D --output O
+Each process takes its share of the token-budget batches; throughput figures are totals over processes.
 """
 
 from __future__ import annotations

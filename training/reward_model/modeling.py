@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 
 from .batching import EncodedGroup, collate, encode_group, plan_batches
-from .data import Group, Message
+from .data import Group, Message, normalize_conversation
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +159,19 @@ class RewardScorer:
         self.max_length = max_length or int(self.metadata.get("max_length") or 512)
         self.batch_tokens = batch_tokens
 
-    def score(self, conversation: list[Message], answers: Sequence[str]) -> list[float]:
-        """Reward of each answer to one conversation."""
+    def score(self, conversation: list[Message] | str, answers: Sequence[str]) -> list[float]:
+        """Reward of each answer to one conversation (a message list, or a string taken as one user turn)."""
         return self.score_groups([(conversation, answers)])[0]
 
     def score_groups(self, items: Sequence[tuple[list[Message], Sequence[str]]]) -> list[list[float]]:
         """Rewards for many (conversation, answers) items at once."""
         groups = [
-            Group(str(i), conv, [{"id": str(k), "text": t} for k, t in enumerate(ans)], [])
+            Group(
+                str(i),
+                normalize_conversation(conv),
+                [{"id": str(k), "text": t} for k, t in enumerate(ans)],
+                [],
+            )
             for i, (conv, ans) in enumerate(items)
         ]
         encoded = [encode_group(g, self.tokenizer, self.max_length) for g in groups]
@@ -173,11 +179,15 @@ class RewardScorer:
 
 
 _SCORERS: dict[str, RewardScorer] = {}
+_SCORERS_LOCK = threading.Lock()
 
 
 def score_texts(model_dir: str | Path, conversation: list[Message], answers: Sequence[str]) -> list[float]:
     """Reward of each answer to `conversation`; the model is loaded on first use and then cached."""
     key = str(Path(model_dir).resolve())
-    if key not in _SCORERS:
-        _SCORERS[key] = RewardScorer(model_dir)
-    return _SCORERS[key].score(conversation, answers)
+    # A web process serves requests from several threads: load each model once, score one batch at a time.
+    with _SCORERS_LOCK:
+        if key not in _SCORERS:
+            _SCORERS[key] = RewardScorer(model_dir)
+        scorer = _SCORERS[key]
+        return scorer.score(conversation, answers)
