@@ -309,6 +309,9 @@ def _answers_out(item: ExportItem) -> list[dict[str, object]]:
 
 
 def _known_only(order: list[list[int]], known: set[int]) -> list[list[int]]:
+    """The order without ids that are not the item's answers (and without groups that empty)."""
+    if all(known.issuperset(group) for group in order):
+        return order  # the usual case, checked cheaply
     return [g for g in ([a for a in group if a in known] for group in order) if g]
 
 
