@@ -132,3 +132,19 @@ def test_charts_escape_their_labels():
     svg = line_chart_svg(points=[(1, 0.5), (2, 0.75)], title="<script>x</script>", x_label="a&b", y_label="y")
 
     assert "<script>" not in svg and "&lt;script&gt;" in svg and "a&amp;b" in svg
+
+
+def test_index_lists_projects_with_their_latest_run_and_active_version(staff_browser, running_run, tmp_path):
+    RewardModel.objects.create(
+        project=running_run.project,
+        version=3,
+        artifact_path=str(tmp_path),
+        pairwise_accuracy=0.875,
+        is_active=True,
+    )
+
+    html = staff_browser.get(reverse("training:index")).content.decode()
+
+    assert running_run.project.name in html
+    assert f"#{running_run.pk}" in html and "running" in html
+    assert "v3 · accuracy 0.875" in html

@@ -80,6 +80,8 @@ def training_arguments_validate(*, arguments: dict[str, Any]) -> dict[str, Any]:
             clean[name] = kind(value)
         except (TypeError, ValueError) as exc:
             raise TrainingError(f"Training argument {name!r} must be a {kind.__name__}.") from exc
+    if str(clean.get("base_model", "")).startswith("-"):
+        raise TrainingError("base_model must be a hub id or a path, not an option.")
     fraction = clean.get("eval_fraction")
     if fraction is not None and not 0 < fraction < 1:
         raise TrainingError("eval_fraction must be between 0 and 1.")

@@ -1,0 +1,70 @@
+"""The runs page in a real Chromium: the progress bar follows the run live, and the page shows the outcome."""
+
+import shutil
+
+import pytest
+from django.db import connections
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.factories import ProjectFactory, UserFactory
+from training.models import TrainingRun
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    # The ORM calls between browser steps run while Playwright's event loop is alive in this thread.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+        connections.close_all()
+
+
+def test_progress_bar_follows_a_running_run_and_the_page_shows_its_end(browser, live_server):
+    staff = UserFactory(is_staff=True)
+    run = TrainingRun.objects.create(
+        project=ProjectFactory(),
+        trigger="api",
+        status="running",
+        step=30,
+        total_steps=120,
+        loss_history=[[10, 0.69], [30, 0.5]],
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
+    path = reverse("training:project-runs", args=[run.project_id])
+    page = browser.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(f"{live_server.url}{path}")
+    page.fill("#id_username", staff.username)  # staff pages send strangers to the admin login
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}{path}")
+    bar = page.locator('[role="progressbar"]')
+    assert bar.get_attribute("aria-valuenow") == "25"
+
+    TrainingRun.objects.filter(pk=run.pk).update(
+        step=90, loss_history=[[10, 0.69], [30, 0.5], [90, 0.3]], log_tail="epoch 2 done"
+    )
+    page.wait_for_function("() => document.querySelector('[role=progressbar]').ariaValueNow === '75'")
+    assert "epoch 2 done" in page.locator('[data-field="log"]').inner_text()
+    assert "loss 0.3000" in page.locator('[data-field="summary"]').inner_text()
+
+    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", step=120, finished_at=timezone.now())
+    # Once finished the page reloads itself, rendered by the server as a finished run.
+    page.wait_for_function("() => document.getElementById('run')?.dataset.active === '0'")
+    assert page.locator('[data-field="status"]').inner_text() == "Succeeded"
+    assert page.locator('[role="progressbar"]').get_attribute("aria-valuenow") == "100"
+    assert page.locator("form[action$='/cancel/']").count() == 0
