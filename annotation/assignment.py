@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models import F
 from django.utils import timezone
 
 from .models import Answer, Assignment, Item, Project, Ranking
@@ -108,25 +108,42 @@ def _open_lease(
     return None, bool(closed)
 
 
-def items_free_for(
+def free_item_query(
     *, annotator: AbstractBaseUser, project: Project, exclude_ids: Sequence[int] = (), wait: bool = False
-) -> QuerySet[Item]:
-    """The locking query behind assignment_next: items with a free slot this annotator has not had."""
+) -> tuple[str, list]:
+    """The SQL and parameters of the locking query behind assignment_next (also for EXPLAIN)."""
+    # Written as SQL rather than built with the ORM: it runs on every "next", and composing the two
+    # NOT EXISTS and the subquery through the ORM cost several times more CPU than PostgreSQL spends
+    # running it. The plan (`tests/test_assignment.py`, `benchmarks/assignment_load.py`) is one range
+    # scan of `item_project_need_idx` in index order that stops at the first row that fits.
+    expired, human = Assignment.Status.EXPIRED.value, Ranking.Source.HUMAN.value
+    exclude = f"AND candidate.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})" if exclude_ids else ""
+    lock = ""
+    if connection.vendor == "postgresql":
+        lock = "FOR UPDATE OF candidate" if wait else "FOR UPDATE OF candidate SKIP LOCKED"
+    sql = f"""
+        SELECT candidate.id, candidate.human_ranking_count, candidate.open_lease_count,
+               (SELECT lapsed.id FROM {Assignment._meta.db_table} lapsed
+                 WHERE lapsed.item_id = candidate.id AND lapsed.annotator_id = %s AND lapsed.status = %s
+                 LIMIT 1)
+          FROM {Item._meta.db_table} candidate
+         WHERE candidate.project_id = %s
+           AND candidate.human_ranking_count < %s
+           AND candidate.human_ranking_count + candidate.open_lease_count < %s
+           AND NOT EXISTS (SELECT 1 FROM {Assignment._meta.db_table} taken
+                            WHERE taken.item_id = candidate.id AND taken.annotator_id = %s
+                              AND taken.status <> %s)
+           AND NOT EXISTS (SELECT 1 FROM {Ranking._meta.db_table} ranked
+                            WHERE ranked.item_id = candidate.id AND ranked.annotator_id = %s
+                              AND ranked.source = %s)
+           {exclude}
+         ORDER BY candidate.human_ranking_count, candidate.id
+         LIMIT 1
+         {lock}
+    """
     wanted = project.rankings_per_item
-    taken = Assignment.objects.filter(item_id=OuterRef("pk"), annotator=annotator).exclude(
-        status=Assignment.Status.EXPIRED
-    )
-    ranked = Ranking.objects.filter(item_id=OuterRef("pk"), annotator=annotator, source=Ranking.Source.HUMAN)
-    return (
-        Item.objects.filter(project=project, human_ranking_count__lt=wanted)
-        .alias(load=F("human_ranking_count") + F("open_lease_count"))
-        .filter(load__lt=wanted)
-        .filter(~Exists(taken), ~Exists(ranked))
-        .exclude(pk__in=exclude_ids)
-        # Least-ranked first, matching `item_project_need_idx`, so the scan stops at the first row that fits.
-        .order_by("human_ranking_count", "id")
-        .select_for_update(skip_locked=not wait, of=("self",))
-    )
+    params = [annotator.pk, expired, project.pk, wanted, wanted, annotator.pk, expired, annotator.pk, human]
+    return sql, [*params, *exclude_ids]
 
 
 def _shuffled_answer_ids(item_id: int) -> list[int]:
@@ -144,9 +161,6 @@ def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignm
     # Sweeping here returns abandoned slots to the pool without depending on a scheduler; when nothing has
     # expired it is one probe of `assignment_expiry_idx`.
     assignments_expire(now=now)
-    lapsed_lease = Assignment.objects.filter(
-        item_id=OuterRef("pk"), annotator=annotator, status=Assignment.Status.EXPIRED
-    ).values("pk")[:1]
     with transaction.atomic():
         _lock_annotator(annotator)
         lease, closed_own_lease = _open_lease(annotator=annotator, project=project, now=now)
@@ -157,12 +171,10 @@ def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignm
         unfit: list[int] = []
         wait = False
         while True:
-            free = items_free_for(annotator=annotator, project=project, exclude_ids=unfit, wait=wait)
-            row = (
-                free.annotate(lapsed_lease_id=Subquery(lapsed_lease))
-                .values_list("pk", "human_ranking_count", "open_lease_count", "lapsed_lease_id")
-                .first()
-            )
+            sql, params = free_item_query(annotator=annotator, project=project, exclude_ids=unfit, wait=wait)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
             if row is None:
                 if wait or closed_own_lease:
                     return None

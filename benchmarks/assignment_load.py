@@ -228,16 +228,17 @@ def next_item_plan(project, username: str) -> str:
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
 
-    from annotation.assignment import items_free_for
+    from annotation.assignment import free_item_query
 
     annotator = get_user_model().objects.get(username=username)
     # Fresh statistics, as autovacuum would have them on a long-running system.
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE annotation_item, annotation_assignment, annotation_ranking")
-    with transaction.atomic():
-        query = items_free_for(annotator=annotator, project=project).values_list("pk", flat=True)[:1]
-        plan = query.explain(analyze=True, buffers=True)
-        transaction.set_rollback(True)
+    sql, params = free_item_query(annotator=annotator, project=project)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+        transaction.set_rollback(True)  # ANALYZE ran it: let go of the row it locked
     return plan
 
 

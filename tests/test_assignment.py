@@ -13,7 +13,7 @@ from annotation.assignment import (
     assignment_next,
     assignment_skip,
     assignments_expire,
-    items_free_for,
+    free_item_query,
     ranking_submit,
 )
 from annotation.models import Assignment, Item, Ranking
@@ -349,8 +349,10 @@ def test_finding_work_reads_the_need_index_instead_of_scanning_every_item():
     )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE annotation_item")
-    query = items_free_for(annotator=UserFactory(), project=project).values_list("pk", flat=True)[:1]
-    plan = query.explain()
+    sql, params = free_item_query(annotator=UserFactory(), project=project)
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
     assert "Index Scan using item_project_need_idx on annotation_item" in plan
     assert "Seq Scan on annotation_item" not in plan
     assert "Sort" not in plan
