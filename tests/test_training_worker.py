@@ -18,7 +18,8 @@ from tests.training_setup import (
     tiny_base_model_save,
 )
 from training.models import RewardModel, TrainingRun
-from training.services import item_in_evaluation_split, training_runs_reap_stale
+from training.runner import processes_with_argument
+from training.services import item_in_evaluation_split, run_process_marker, training_runs_reap_stale
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 
@@ -57,8 +58,9 @@ def run_state(run_id: int) -> TrainingRun:
     return TrainingRun.objects.get(pk=run_id)
 
 
-def process_group_running(pgid: int) -> bool:
-    """Whether any live (not zombie) process of the group exists, read from /proc."""
+def process_group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group, read from /proc."""
+    members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
@@ -66,8 +68,8 @@ def process_group_running(pgid: int) -> bool:
             continue
         state, group = fields[0], int(fields[2])
         if group == pgid and state != "Z":
-            return True
-    return False
+            members.append(int(stat.parent.name))
+    return members
 
 
 def test_rankings_to_an_active_model_that_scores_a_held_out_pair(
@@ -144,7 +146,7 @@ def test_worker_killed_mid_run_is_failed_by_the_reaper_and_a_retry_succeeds(
     worker.process.wait()
 
     wait_for(
-        lambda: not process_group_running(engine_pgid), timeout=30, what="the engine to die with its worker"
+        lambda: not process_group_members(engine_pgid), timeout=30, what="the engine to die with its worker"
     )
     assert run_state(run_id).status == TrainingRun.Status.RUNNING  # nobody has noticed yet
     settings.TRAINING_STALE_AFTER_SECONDS = 3
@@ -172,18 +174,20 @@ def test_worker_killed_mid_run_is_failed_by_the_reaper_and_a_retry_succeeds(
     assert retry.reward_model.version == 2
 
 
-def test_cancel_during_a_run_kills_the_engine_process_tree(
+def test_cancel_during_a_torchrun_run_kills_the_whole_process_tree(
     live_celery_worker, roots, tiny_base, staff_client
 ):
     project = ProjectFactory(training_arguments={**TINY_ARGUMENTS, "base_model": str(tiny_base)})
     learnable_rankings_create(project=project, count=16)
-    worker = live_celery_worker(queues="training", **WORKER_ENV)
+    # Two "GPUs" puts the engine under torchrun with two workers; on this CPU-only machine they use gloo.
+    worker = live_celery_worker(queues="training", TRAINING_GPUS="2", **WORKER_ENV)
     run_id = staff_client.post(RUNS, {"project": project.pk, "arguments": LONG_RUN}, format="json").json()[
         "id"
     ]
-    wait_for(lambda: run_state(run_id).step >= 1, timeout=120, what="training progress", worker=worker)
-    engine_pgid = run_state(run_id).process_id
-    assert process_group_running(engine_pgid)
+    wait_for(lambda: run_state(run_id).step >= 1, timeout=180, what="training progress", worker=worker)
+    marker = run_process_marker(run_state(run_id))
+    # torchrun and its two workers (each in a session of its own, so not in torchrun's process group).
+    assert len(processes_with_argument(marker)) >= 3
 
     response = staff_client.post(f"{RUNS}{run_id}/cancel/")
 
@@ -194,7 +198,7 @@ def test_cancel_during_a_run_kills_the_engine_process_tree(
         what="the run to be cancelled",
         worker=worker,
     )
-    assert not process_group_running(engine_pgid)
+    assert processes_with_argument(marker) == []
     assert not RewardModel.objects.filter(project=project).exists()
     assert worker.process.poll() is None  # the worker itself lives on for the next run
 

@@ -91,7 +91,7 @@ class EngineProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         for stream, kind in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr")):
             threading.Thread(target=self._read, args=(stream, kind), daemon=True).start()
@@ -134,43 +134,106 @@ class EngineProcess:
         assert self.process is not None
         return self.process.wait(timeout=timeout)
 
-    def terminate(self, *, grace_seconds: float = 10.0) -> None:
-        """SIGTERM the whole process group, then SIGKILL whatever is left after the grace period."""
+    def terminate(self, *, grace_seconds: float = 10.0, marker: str | None = None) -> None:
+        """Stop the engine and all it started: SIGTERM, then SIGKILL whatever outlives the grace period."""
         if self.process:
-            kill_process_group(self.process.pid, grace_seconds=grace_seconds, leader=self.process)
+            kill_process_tree(
+                self.process.pid, grace_seconds=grace_seconds, leader=self.process, marker=marker
+            )
 
 
-def process_group_alive(pgid: int) -> bool:
-    """Whether any process of this group still exists on this machine."""
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc; None when it is gone."""
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1])
 
 
-def kill_process_group(
-    pgid: int, *, grace_seconds: float = 10.0, leader: subprocess.Popen | None = None
-) -> None:
-    """SIGTERM a process group, then SIGKILL it if anything is still there after the grace period.
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
 
-    `leader` is the group leader when it is our child: it must be reaped, or its zombie keeps the group alive.
+
+def process_alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie."""
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def process_descendants(pid: int) -> list[int]:
+    """Every live process below `pid` in the process tree (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for candidate in _pids():
+        stat = _proc_stat(candidate)
+        if stat is not None:
+            children.setdefault(stat[1], []).append(candidate)
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return [p for p in found if process_alive(p)]
+
+
+def processes_with_argument(marker: str) -> list[int]:
+    """Live processes with `marker` inside one of their command-line arguments (a run's output directory).
+
+    torchrun starts each worker in a session of its own, so neither the process group nor, once torchrun
+    is gone, the process tree reaches them; their arguments do.
     """
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+    found = []
+    for pid in _pids():
+        try:
+            arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(marker.encode() in argument for argument in arguments) and process_alive(pid):
+            found.append(pid)
+    return found
+
+
+def _signal_each(pids: set[int], sig: signal.Signals) -> None:
+    for pid in sorted(pids):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def kill_process_tree(
+    root: int,
+    *,
+    grace_seconds: float = 10.0,
+    leader: subprocess.Popen | None = None,
+    marker: str | None = None,
+) -> None:
+    """SIGTERM the root's group, its descendants and the processes carrying `marker`; SIGKILL what remains.
+
+    `leader` is the root when it is our child: it must be reaped, or its zombie would keep it "alive".
+    """
+
+    def members() -> set[int]:
+        return set(process_descendants(root)) | set(processes_with_argument(marker) if marker else [])
+
+    targets = members()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(root, signal.SIGTERM)
+    _signal_each(targets, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
         if leader is not None:
             leader.poll()
-        if not process_group_alive(pgid):
-            return
+        if not process_alive(root) and not any(process_alive(pid) for pid in targets):
+            break
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+    else:
+        targets |= members()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(root, signal.SIGKILL)
+        _signal_each(targets, signal.SIGKILL)
+        # SIGKILL cannot be ignored, but it takes effect asynchronously: return once they are gone.
+        deadline = time.monotonic() + 10
+        while any(process_alive(pid) for pid in targets) and time.monotonic() < deadline:
+            time.sleep(0.05)
     if leader is not None:
         leader.wait()
 
@@ -184,3 +247,10 @@ def describe_exit(returncode: int) -> str:
             name = f"signal {-returncode}"
         return f"was killed by {name}"
     return f"exited with status {returncode}"
+
+
+def kill_processes_with_argument(marker: str) -> list[int]:
+    """SIGKILL the live processes carrying `marker` in their arguments (orphans of a lost worker)."""
+    pids = processes_with_argument(marker)
+    _signal_each(set(pids), signal.SIGKILL)
+    return pids

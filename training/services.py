@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from annotation.exports import export_snapshot_create
 from annotation.models import ExportSnapshot, Project, Ranking
 
 from .models import RewardModel, TrainingRun
-from .runner import EngineProcess, describe_exit, engine_command
+from .runner import EngineProcess, describe_exit, engine_command, kill_processes_with_argument
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def training_runs_reap_stale(*, now=None) -> list[int]:
     cutoff = now - timezone.timedelta(seconds=settings.TRAINING_STALE_AFTER_SECONDS)
     reaped = []
     stale = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff)
-    for run in stale.only("pk", "heartbeat_at", "worker_hostname", "cancel_requested_at"):
+    for run in stale.only("pk", "project_id", "heartbeat_at", "worker_hostname", "cancel_requested_at"):
         cancelled = run.cancel_requested_at is not None
         message = (
             f"No heartbeat from worker {run.worker_hostname or '?'} since "
@@ -194,6 +195,11 @@ def training_runs_reap_stale(*, now=None) -> list[int]:
         if updated:
             log.warning("Reaped training run %s: %s", run.pk, message)
             reaped.append(run.pk)
+            # Engine processes the lost worker left behind on this machine (torchrun's workers survive
+            # their parent), found by the run's directory in their arguments.
+            orphans = kill_processes_with_argument(run_process_marker(run))
+            if orphans:
+                log.warning("Killed orphaned engine processes %s of run %s", orphans, run.pk)
     return reaped
 
 
@@ -237,6 +243,11 @@ def training_runs_start_due() -> list[TrainingRun]:
 def run_directory(run: TrainingRun) -> Path:
     """Where a run keeps its data files and the model it trains."""
     return Path(settings.MODEL_ROOT) / f"project-{run.project_id}" / f"run-{run.pk}"
+
+
+def run_process_marker(run: TrainingRun) -> str:
+    """Text found in the arguments of every engine process of this run, and of no other run."""
+    return f"{run_directory(run)}{os.sep}"
 
 
 def item_in_evaluation_split(*, project_id: int, item_id: int, fraction: float) -> bool:
@@ -422,7 +433,7 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
             )
             if cancel_requested or not still_running:
                 cancelled = True
-                engine.terminate()
+                engine.terminate(marker=run_process_marker(run))
                 break
         returncode = engine.wait()
         if cancelled:
@@ -443,7 +454,7 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
     except Exception as exc:
         log.exception("Training run %s failed", run_id)
         if engine is not None and engine.returncode is None:
-            engine.terminate()
+            engine.terminate(marker=run_process_marker(run))
         _run_finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", engine=engine)
         return run
 
