@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotation.api.work import NO_MORE_WORK
+from annotation.api.work import NO_MORE_WORK, NextResponseSerializer
 from annotation.models import Assignment, Item, Ranking
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
 
@@ -69,6 +69,16 @@ def test_next_returns_the_item_its_answers_in_lease_order_and_progress(annotator
     assert "<script>" not in data["project"]["guidelines_html"]
     assert body["progress"] == {"mine_today": 0, "mine_total": 0, "project_done": 0, "project_wanted": 3}
     assert "message" not in body
+
+
+def test_next_answers_in_the_documented_shape(annotator_client):
+    project = ProjectFactory(guidelines="")
+    ItemFactory(project=project, conversation=[{"role": "user", "content": ""}], answers=["", "**b**"])
+    body = _next(annotator_client, project).json()
+    serializer = NextResponseSerializer(data=body)
+    assert serializer.is_valid(), serializer.errors
+    assert set(body["assignment"]["conversation"][0]) == {"role", "content", "html"}
+    assert {answer["html"] for answer in body["assignment"]["answers"]} == {"", "<p><strong>b</strong></p>"}
 
 
 def test_next_again_returns_the_same_assignment_in_the_same_order(annotator_client):
