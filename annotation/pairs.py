@@ -1,5 +1,6 @@
 """The one place that turns a ranking (tie groups, best first) into ordered preference pairs."""
 
+import functools
 from collections.abc import Collection, Hashable, Sequence
 from typing import NamedTuple, TypeVar
 
@@ -27,8 +28,22 @@ def ranking_pairs(
         groups = [group for group in groups if group]
     else:
         groups = [group for group in ranking if group]
-    pairs = []
-    for level, better in enumerate(groups):
-        for gap, worse in enumerate(groups[level + 1 :], start=1):
-            pairs.extend(Pair(chosen, rejected, gap) for chosen in better for rejected in worse)
-    return pairs
+    if all(len(group) == 1 for group in groups):
+        # No ties, the usual case and the one large exports spend their time on.
+        flat = [group[0] for group in groups]
+        return [_new(Pair, (flat[i], flat[j], gap)) for i, j, gap in _index_pairs(len(flat))]
+    return [
+        _new(Pair, (chosen, rejected, gap))
+        for i, j, gap in _index_pairs(len(groups))
+        for chosen in groups[i]
+        for rejected in groups[j]
+    ]
+
+
+_new = tuple.__new__  # builds a Pair from a tuple without NamedTuple's argument handling
+
+
+@functools.cache
+def _index_pairs(n: int) -> tuple[tuple[int, int, int], ...]:
+    """(better level, worse level, gap) for every two of n levels, in output order."""
+    return tuple((i, j, j - i) for i in range(n) for j in range(i + 1, n))

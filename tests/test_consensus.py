@@ -70,3 +70,29 @@ def test_ranking_pairs_cross_tie_groups_with_their_gap():
 def test_ranking_pairs_close_the_gap_an_excluded_answer_leaves():
     assert ranking_pairs([[1], [2], [3]], exclude={2}) == [(1, 3, 1)]
     assert ranking_pairs([[1, 2]]) == []
+
+
+def test_ranking_pairs_match_every_cross_group_pair_on_random_rankings():
+    import random
+
+    rng = random.Random(3)
+    for _ in range(2000):
+        answers = list(range(rng.randint(0, 7)))
+        rng.shuffle(answers)
+        groups, current = [], []
+        for answer in answers:
+            current.append(answer)
+            if rng.random() < 0.5:
+                groups.append(current)
+                current = []
+        if current:
+            groups.append(current)
+        expected = [
+            (chosen, rejected, j - i)
+            for i, better in enumerate(groups)
+            for j, worse in enumerate(groups)
+            if j > i
+            for chosen in better
+            for rejected in worse
+        ]
+        assert [tuple(pair) for pair in ranking_pairs(groups)] == expected
