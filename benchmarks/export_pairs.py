@@ -159,7 +159,12 @@ def measure(command: list[str], env: dict[str, str]) -> dict[str, float | str]:
     wall = time.monotonic() - started
     if process.returncode:
         raise SystemExit(f"{command} failed ({process.returncode}):\n{stderr}")
-    return {"seconds": wall, "peak_mb": usage.ru_maxrss / 1024, "stderr": stderr.strip().splitlines()[-1]}
+    return {
+        "seconds": wall,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "peak_mb": usage.ru_maxrss / 1024,
+        "stderr": stderr.strip().splitlines()[-1],
+    }
 
 
 def api_child(project_id: int, query: str) -> None:
@@ -221,17 +226,20 @@ def main() -> None:
         ("API", "consensus", [sys.executable, __file__, "--api-child", str(project.pk),
                               "format=pairs&pairs_from=consensus"]),
     ]  # fmt: skip
-    print("| path | pairs from | pairs | seconds | pairs/s | peak RSS (MB) |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| path | pairs from | pairs | wall s | pairs/s | exporter CPU s | pairs per CPU s | peak RSS MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for path, source, command in runs:
         result = measure(command, env)
         # The command reports what it wrote, the API child what it received.
         pairs = int(result["stderr"].split()[1])
+        seconds, cpu = result["seconds"], result["cpu_seconds"]
         print(
-            f"| {path} | {source} | {pairs:,} | {result['seconds']:.1f} | {pairs / result['seconds']:,.0f} "
-            f"| {result['peak_mb']:.0f} |",
+            f"| {path} | {source} | {pairs:,} | {seconds:.1f} | {pairs / seconds:,.0f} "
+            f"| {cpu:.1f} | {pairs / cpu:,.0f} | {result['peak_mb']:.0f} |",
             flush=True,
         )
+    # Other work on the machine slows the wall-clock figures; say how busy it was.
+    print(f"\nload average after the runs: {os.getloadavg()}", file=sys.stderr)
     output.unlink(missing_ok=True)
 
 
