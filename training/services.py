@@ -410,8 +410,8 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
             return run
         output = directory / "model"
         arguments = ["--data", str(train_path), "--output", str(output), *_engine_arguments(run.arguments)]
-        if run.eval_row_count:
-            arguments += ["--eval-data", str(eval_path)]
+        # Always our split, never the engine's own: with no evaluation rows, evaluate on nothing.
+        arguments += ["--eval-data", str(eval_path)] if run.eval_row_count else ["--eval-fraction", "0"]
         engine = EngineProcess(
             engine_command(subcommand="train", arguments=arguments, gpus=settings.TRAINING_GPUS),
             cwd=settings.BASE_DIR,
