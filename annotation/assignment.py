@@ -117,6 +117,8 @@ def free_item_query(
     # running it. The plan (`tests/test_assignment.py`, `benchmarks/assignment_load.py`) is one range
     # scan of `item_project_need_idx` in index order that stops at the first row that fits.
     expired, human = Assignment.Status.EXPIRED.value, Ranking.Source.HUMAN.value
+    # At most one assignment per item and person (a unique constraint), and NOT EXISTS below rules out
+    # all but an expired one: the subquery in SELECT finds the lapsed lease to reopen, by that index.
     exclude = f"AND candidate.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})" if exclude_ids else ""
     lock = ""
     if connection.vendor == "postgresql":
@@ -124,8 +126,7 @@ def free_item_query(
     sql = f"""
         SELECT candidate.id, candidate.human_ranking_count, candidate.open_lease_count,
                (SELECT lapsed.id FROM {Assignment._meta.db_table} lapsed
-                 WHERE lapsed.item_id = candidate.id AND lapsed.annotator_id = %s AND lapsed.status = %s
-                 LIMIT 1)
+                 WHERE lapsed.item_id = candidate.id AND lapsed.annotator_id = %s)
           FROM {Item._meta.db_table} candidate
          WHERE candidate.project_id = %s
            AND candidate.human_ranking_count < %s
@@ -142,7 +143,7 @@ def free_item_query(
          {lock}
     """
     wanted = project.rankings_per_item
-    params = [annotator.pk, expired, project.pk, wanted, wanted, annotator.pk, expired, annotator.pk, human]
+    params = [annotator.pk, project.pk, wanted, wanted, annotator.pk, expired, annotator.pk, human]
     return sql, [*params, *exclude_ids]
 
 

@@ -55,6 +55,9 @@ def parse_args() -> argparse.Namespace:
         help="any database URL on the PostgreSQL server to use; only its host part is kept",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--explain-only", action="store_true", help="only print the next-item plan on the data as it stands"
+    )
     return parser.parse_args()
 
 
@@ -262,6 +265,9 @@ def main() -> None:
         annotators=args.annotators,
         rankings_per_item=args.rankings_per_item,
     )
+    if args.explain_only:
+        print(next_item_plan(project, "bench-annotator-0"))
+        return
     reset_work(project)
 
     port = args.port or free_port()

@@ -7,7 +7,6 @@ simulated annotator) and BENCH_PROJECT_ID. Runnable on its own against any serve
         -t 30s --host http://127.0.0.1:8000
 """
 
-import itertools
 import os
 import random
 
@@ -16,7 +15,8 @@ from locust.exception import StopUser
 
 TOKENS = [token for token in os.environ.get("BENCH_TOKENS", "").split(",") if token]
 PROJECT_ID = int(os.environ.get("BENCH_PROJECT_ID", "0"))
-_token_numbers = itertools.count()
+# Each simulated annotator takes a token of its own: two users on one token would share one lease.
+_unused_tokens = list(reversed(TOKENS))
 
 
 class Annotator(FastHttpUser):
@@ -26,9 +26,9 @@ class Annotator(FastHttpUser):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        if not TOKENS:
-            raise RuntimeError("Set BENCH_TOKENS to the annotators' API tokens.")
-        token = TOKENS[next(_token_numbers) % len(TOKENS)]
+        if not _unused_tokens:
+            raise StopUser()  # more users than tokens (or BENCH_TOKENS unset)
+        token = _unused_tokens.pop()
         self.headers = {"Authorization": f"Token {token}"}
 
     @task
