@@ -188,6 +188,9 @@ def test_cancel_during_a_torchrun_run_kills_the_whole_process_tree(
     marker = run_process_marker(run_state(run_id))
     # torchrun and its two workers (each in a session of its own, so not in torchrun's process group).
     assert len(processes_with_argument(marker)) >= 3
+    second = staff_client.post(RUNS, {"project": project.pk}, format="json")
+    assert second.status_code == 409
+    assert f"already has training run #{run_id} running" in second.json()["detail"]
 
     response = staff_client.post(f"{RUNS}{run_id}/cancel/")
 
