@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=1, help="alternating runs per trainer; medians reported")
+    p.add_argument("--start-with", choices=["ours", "trl"], default="ours", help="which trainer runs first")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--workdir", default="/tmp/rewardlab-bench")
     p.add_argument("--json-out", default=None)
@@ -205,7 +206,8 @@ def main() -> None:
     for k in args.settings:
         for rep in range(args.repeats):
             # Alternate the order so that machine-load drift does not favour one trainer.
-            order = ("ours", "trl") if rep % 2 == 0 else ("trl", "ours")
+            first = ("ours", "trl") if args.start_with == "ours" else ("trl", "ours")
+            order = first if rep % 2 == 0 else first[::-1]
             for trainer in order:
                 r = _spawn(argv, trainer, k)
                 r["repeat"] = rep
