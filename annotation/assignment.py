@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .models import Answer, Assignment, Item, Project, Ranking
@@ -347,3 +348,35 @@ def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser) -> Assig
         assignment.finished_at = now
         assignment.save(update_fields=["status", "finished_at"])
     return assignment
+
+
+def item_counters_recount(*, project: Project) -> int:
+    """Set every item's ranking and lease counters from the rows (after admin edits); returns items fixed."""
+    rankings = (
+        Ranking.objects.filter(item_id=OuterRef("pk"), source=Ranking.Source.HUMAN)
+        .order_by()
+        .values("item_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    leases = (
+        Assignment.objects.filter(item_id=OuterRef("pk"), status=Assignment.Status.OPEN)
+        .order_by()
+        .values("item_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    ranked = Coalesce(Subquery(rankings), 0)
+    leased = Coalesce(Subquery(leases), 0)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Holds off submits, skips and new leases (which change the counters) until the recount is
+            # written; they wait a moment and then apply their own +1/-1 on top of the true figure.
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {Item._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
+        wrong = (
+            Item.objects.filter(project=project)
+            .alias(ranked=ranked, leased=leased)
+            .exclude(human_ranking_count=F("ranked"), open_lease_count=F("leased"))
+        )
+        return wrong.update(human_ranking_count=ranked, open_lease_count=leased)

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -14,6 +15,7 @@ from annotation.assignment import (
     assignment_skip,
     assignments_expire,
     free_item_query,
+    item_counters_recount,
     ranking_submit,
 )
 from annotation.models import Assignment, Item, Ranking
@@ -356,3 +358,34 @@ def test_finding_work_reads_the_need_index_instead_of_scanning_every_item():
     assert "Index Scan using item_project_need_idx on annotation_item" in plan
     assert "Seq Scan on annotation_item" not in plan
     assert "Sort" not in plan
+
+
+def test_recount_repairs_counters_after_a_ranking_is_deleted_in_the_admin():
+    project = ProjectFactory(rankings_per_item=1)
+    item, untouched = ItemFactory.create_batch(2, project=project)
+    annotator = UserFactory()
+    assignment = assignment_next(annotator=annotator, project=project)
+    ranking, _ = ranking_submit(assignment_id=assignment.pk, annotator=annotator, order=_order_of(assignment))
+    leased = assignment_next(annotator=annotator, project=project)
+    assert (assignment.item_id, leased.item_id) == (item.pk, untouched.pk)
+    ranking.delete()  # what the admin's delete does: the item still counts the ranking
+    Item.objects.filter(pk=untouched.pk).update(open_lease_count=5)
+    assert assignment_next(annotator=UserFactory(), project=project) is None
+
+    assert item_counters_recount(project=project) == 2
+    assert item_counters_recount(project=project) == 0
+    item.refresh_from_db()
+    untouched.refresh_from_db()
+    assert (item.human_ranking_count, item.open_lease_count) == (0, 0)
+    assert (untouched.human_ranking_count, untouched.open_lease_count) == (0, 1)
+    assert assignment_next(annotator=UserFactory(), project=project).item_id == item.pk
+
+
+def test_recount_command_reports_each_project(capsys):
+    project = ProjectFactory(name="Recount me")
+    item = ItemFactory(project=project)
+    Item.objects.filter(pk=item.pk).update(human_ranking_count=2)
+    call_command("recount_items", "--project", str(project.pk))
+    assert "Recount me: 1 item(s) corrected" in capsys.readouterr().out
+    with pytest.raises(CommandError):
+        call_command("recount_items", "--project", "987654")
