@@ -1,10 +1,13 @@
 """Training runs executed in this process: the real engine in a child process, real PostgreSQL."""
 
+import time
+
 import pytest
 
 from annotation.models import ExportSnapshot
 from tests.factories import ProjectFactory
 from tests.training_setup import TINY_ARGUMENTS, learnable_rankings_create, tiny_base_model_save
+from training import services
 from training.models import RewardModel, TrainingRun
 from training.services import (
     TrainingError,
@@ -136,3 +139,24 @@ def test_evaluation_split_is_fixed_per_item():
 
     assert picks == [item_in_evaluation_split(project_id=1, item_id=i, fraction=0.25) for i in range(400)]
     assert 60 < sum(picks) < 140
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat_goes_on_while_a_slow_export_runs(roots, settings, monkeypatch, tiny_base):
+    settings.TRAINING_HEARTBEAT_SECONDS = 0.2
+    project = ProjectFactory(training_arguments={"base_model": str(tiny_base)})
+    run = queued_run(project)
+    seen = []
+    real_export = services.export_snapshot_create
+
+    def slow_export(**kwargs):
+        seen.append(TrainingRun.objects.get(pk=run.pk).heartbeat_at)
+        time.sleep(1.5)
+        seen.append(TrainingRun.objects.get(pk=run.pk).heartbeat_at)
+        return real_export(**kwargs)
+
+    monkeypatch.setattr(services, "export_snapshot_create", slow_export)
+
+    training_run_execute(run_id=run.pk)
+
+    assert seen[1] > seen[0]

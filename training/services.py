@@ -9,14 +9,16 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -350,6 +352,29 @@ class _RunProgress:
                 run.step = run.total_steps
 
 
+@contextmanager
+def _heartbeat_in_background(*, run_id: int) -> Iterator[None]:
+    """Keep the run's heartbeat fresh from a thread while this one does long work without engine output."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.TRAINING_HEARTBEAT_SECONDS):
+                TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connection.close()  # the thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-run-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _run_save(run: TrainingRun, engine: EngineProcess | None, **extra) -> bool:
     """Write progress if the run is still running; False when someone else finished it (cancel, reaper)."""
     if engine is not None:
@@ -399,12 +424,17 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
         directory = run_directory(run)
         # Read before the export: a ranking that lands in between is counted again next time, never missed.
         run.last_ranking_id = Ranking.objects.filter(item__project=run.project).aggregate(m=Max("pk"))["m"]
-        snapshot = _rankings_snapshot(project=run.project)
-        run.export_snapshot = snapshot
-        train_path, eval_path = _training_files_write(
-            run=run, snapshot=snapshot, directory=directory / "data"
-        )
-        _run_save(run, None, export_snapshot=snapshot, last_ranking_id=run.last_ranking_id)
+        with _heartbeat_in_background(run_id=run.pk):
+            snapshot = _rankings_snapshot(project=run.project)
+            run.export_snapshot = snapshot
+            train_path, eval_path = _training_files_write(
+                run=run, snapshot=snapshot, directory=directory / "data"
+            )
+        if not _run_save(run, None, export_snapshot=snapshot, last_ranking_id=run.last_ranking_id):
+            return run  # finished by someone else meanwhile (the reaper)
+        if TrainingRun.objects.filter(pk=run.pk).exclude(cancel_requested_at=None).exists():
+            _run_finish(run, TrainingRun.Status.CANCELLED)
+            return run
         if not run.train_row_count:
             _run_finish(run, TrainingRun.Status.FAILED, error="The project has no rankings to train on.")
             return run
@@ -446,9 +476,10 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
             error = _engine_error(engine, returncode, reported=progress.error)
             _run_finish(run, TrainingRun.Status.FAILED, error=error, engine=engine)
             return run
-        reward_model_register(
-            run=run, artifact_path=output, eval_path=eval_path if run.eval_row_count else None
-        )
+        with _heartbeat_in_background(run_id=run.pk):  # evaluating the active model takes a while too
+            reward_model_register(
+                run=run, artifact_path=output, eval_path=eval_path if run.eval_row_count else None
+            )
         _run_finish(run, TrainingRun.Status.SUCCEEDED, engine=engine)
         return run
     except Exception as exc:
