@@ -20,7 +20,6 @@ from itertools import chain
 from pathlib import Path
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
@@ -28,7 +27,6 @@ from django.db.models import Count, Max
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from .agreement import AgreementSummary, ProjectAgreement
 from .consensus import Consensus, item_consensus, ranked_pairs
 from .models import Answer, ExportSnapshot, Item, Project, Ranking
 from .pairs import ranking_pairs
@@ -316,8 +314,8 @@ def _answers_out(item: ExportItem) -> list[dict[str, object]]:
     return [{"id": a.id, "text": a.text, "model": a.model} for a in item.answers]
 
 
-def _known_only(order: list[list[int]], known: set[int]) -> list[list[int]]:
-    """The order without ids that are not the item's answers (and without groups that empty)."""
+def known_answers_order(order: list[list[int]], known: set[int]) -> list[list[int]]:
+    """The order without ids that are not among `known` (the item's answers), nor groups that empty."""
     if all(known.issuperset(group) for group in order):
         return order  # the usual case, checked cheaply
     return [g for g in ([a for a in group if a in known] for group in order) if g]
@@ -332,7 +330,7 @@ def _rankings_rows(item: ExportItem, project_name: str) -> Iterator[dict]:
             "project": project_name,
             "conversation": item.conversation,
             "answers": answers,
-            "ranking": _known_only(ranking.order, known),
+            "ranking": known_answers_order(ranking.order, known),
             "not_rankable": ranking.not_rankable,
             "flags": ranking.flags,
             "annotator": ranking.annotator,
@@ -343,14 +341,14 @@ def _rankings_rows(item: ExportItem, project_name: str) -> Iterator[dict]:
 
 def _consensus_of(item: ExportItem) -> Consensus:
     known = {a.id for a in item.answers}
-    orders = [_known_only(r.order, known) for r in item.rankings]
+    orders = [known_answers_order(r.order, known) for r in item.rankings]
     return item_consensus(orders, candidates=[a.id for a in item.answers])
 
 
 def _consensus_ranking(item: ExportItem) -> list[list[int]]:
     """The consensus alone, without the agreement figures that `_consensus_of` also works out."""
     known = {a.id for a in item.answers}
-    orders = [_known_only(r.order, known) for r in item.rankings]
+    orders = [known_answers_order(r.order, known) for r in item.rankings]
     return ranked_pairs([order for order in orders if order], candidates=[a.id for a in item.answers])
 
 
@@ -879,57 +877,3 @@ def export_snapshots_write_all(*, formats: Iterable[str] | None = None) -> list[
 def snapshot_open_for_reading(snapshot: ExportSnapshot):
     """The snapshot's file, opened for binary reading."""
     return default_storage.open(snapshot.file.name, "rb")
-
-
-# --- Agreement over a project ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProjectFigures:
-    """A project's agreement figures and how its consensus looks."""
-
-    agreement: AgreementSummary
-    consensus_items: int
-    unanimous_best: int
-
-    def as_dict(self) -> dict[str, object]:
-        """The figures flat, as the API and the project data page show them."""
-        summary = self.agreement
-        return {
-            "items": summary.items,
-            "comparisons": summary.comparisons,
-            "mean_tau_b": summary.mean_tau_b,
-            "alpha_ordinal": summary.alpha_ordinal,
-            "consensus_items": self.consensus_items,
-            "unanimous_best": self.unanimous_best,
-            "annotators": [asdict(a) for a in summary.annotators],
-        }
-
-
-def project_figures(*, project: Project, filters: ExportFilters | None = None) -> ProjectFigures:
-    """Agreement and consensus figures, read through the export reader (people only unless filters say).
-
-    Imported rankings are left out by default: an aggregate such as Open-Assistant's `rank` is no
-    annotator. The result is cached until the project's data changes.
-    """
-    filters = filters or ExportFilters(include_imported=False)
-    fingerprint = export_source_fingerprint(project=project)
-    filters_digest = hashlib.sha256(_json.encode(filters.as_dict()).encode()).hexdigest()[:16]
-    key = f"project-figures:{project.pk}:{fingerprint}:{filters_digest}"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    agreement = ProjectAgreement()
-    consensus_items = unanimous_best = 0
-    for item in export_items(project=project, filters=filters, details=False):
-        known = {a.id for a in item.answers}
-        candidates = [a.id for a in item.answers]
-        by_annotator = {r.annotator: _known_only(r.order, known) for r in item.rankings}
-        agreement.add_item(by_annotator, candidates=candidates)
-        consensus = item_consensus(list(by_annotator.values()), candidates=candidates)
-        if consensus.n_annotators:
-            consensus_items += 1
-            unanimous_best += consensus.n_agreeing == consensus.n_annotators
-    figures = ProjectFigures(agreement.summary(), consensus_items, unanimous_best)
-    cache.set(key, figures, timeout=24 * 3600)
-    return figures

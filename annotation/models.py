@@ -268,3 +268,19 @@ class ExportSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_format_display()} snapshot of {self.project} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class AgreementFigures(models.Model):
+    """A project's agreement figures as last worked out: a large project takes a minute, so they are kept."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="agreement_figures")
+    # The project's data when they were worked out (see ExportSnapshot.source_fingerprint).
+    source_fingerprint = models.CharField(max_length=200)
+    figures = models.JSONField(default=dict)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "agreement figures"
+
+    def __str__(self) -> str:
+        return f"Agreement figures of {self.project}"

@@ -4,7 +4,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
 
-from .exports import CONTAINERS, FORMATS, annotator_pseudonym, project_figures
+from .exports import CONTAINERS, FORMATS, annotator_pseudonym
+from .figures import agreement_figures_for_display
 from .models import ExportSnapshot, Project, Ranking
 
 SNAPSHOTS_SHOWN = 50
@@ -17,7 +18,8 @@ def project_data(request, project_id: int):
     if not request.user.is_staff:
         raise PermissionDenied("This page is for staff only.")
     project = get_object_or_404(Project, pk=project_id)
-    figures = project_figures(project=project).as_dict()
+    shown = agreement_figures_for_display(project=project)
+    figures = shown.figures or {}
     # Exports carry pseudonyms; staff may see who is behind them on this page.
     people = (
         Ranking.objects.filter(item__project=project, annotator__isnull=False)
@@ -25,8 +27,9 @@ def project_data(request, project_id: int):
         .distinct()
     )
     names = {annotator_pseudonym(user_id): username for user_id, username in people}
-    for row in figures["annotators"]:
-        row["username"] = names.get(row["annotator"], "")
+    annotators = [
+        {**row, "username": names.get(row["annotator"], "")} for row in figures.get("annotators", [])
+    ]
     snapshots = ExportSnapshot.objects.filter(project=project).order_by("-created_at", "-id")
     return render(
         request,
@@ -34,6 +37,9 @@ def project_data(request, project_id: int):
         {
             "project": project,
             "figures": figures,
+            "annotators": annotators,
+            "figures_computed_at": shown.computed_at,
+            "figures_stale": shown.stale,
             "formats": [(value, label) for value, label in ExportSnapshot.Format.choices if value in FORMATS],
             "containers": CONTAINERS,
             "snapshots": snapshots[:SNAPSHOTS_SHOWN],

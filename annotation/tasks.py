@@ -3,14 +3,15 @@
 from celery import shared_task
 
 from .exports import export_snapshot_create, export_snapshots_write_all
+from .figures import agreement_figures_refresh, agreement_figures_refresh_all
 from .models import Project
 
 
 @shared_task(name="annotation.tasks.export_snapshots_write")
 def export_snapshots_write() -> dict[str, int]:
-    """Snapshot every active project in every format where its data changed, then prune old snapshots."""
+    """Snapshot every active project in every format where its data changed, prune, refresh agreement."""
     written = export_snapshots_write_all()
-    return {"written": len(written)}
+    return {"written": len(written), "agreement_refreshed": agreement_figures_refresh_all()}
 
 
 @shared_task(name="annotation.tasks.export_snapshot_write")
@@ -19,3 +20,10 @@ def export_snapshot_write(project_id: int, format: str, filters: dict | None = N
     project = Project.objects.get(pk=project_id)
     snapshot = export_snapshot_create(project=project, format=format, filters=filters, force=True)
     return snapshot.pk if snapshot else None
+
+
+@shared_task(name="annotation.tasks.agreement_figures_write")
+def agreement_figures_write(project_id: int) -> str:
+    """Work out a project's agreement figures again if its data changed."""
+    figures = agreement_figures_refresh(project=Project.objects.get(pk=project_id))
+    return figures.computed_at.isoformat()

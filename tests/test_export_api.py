@@ -163,3 +163,11 @@ def test_the_schema_documents_the_export_endpoints_and_their_parameters(staff_cl
         "/api/projects/{project_id}/agreement/",
     ]:
         assert path in document["paths"]
+
+
+def test_agreement_with_filters_of_ones_own_is_worked_out_on_the_spot(project, staff_client):
+    with_imports = staff_client.get(f"/api/projects/{project.pk}/agreement/?include_imported=true").json()
+    assert with_imports["consensus_items"] == 3  # the imported item has a consensus now
+    assert staff_client.get(f"/api/projects/{project.pk}/agreement/").json()["consensus_items"] == 2
+    bad = staff_client.get(f"/api/projects/{project.pk}/agreement/?min_annotators=x")
+    assert bad.status_code == 400

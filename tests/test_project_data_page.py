@@ -57,3 +57,41 @@ def test_annotators_are_refused_and_visitors_sent_to_log_in(project):
     assert client_for(project.people[0]).get(f"/projects/{project.pk}/data/").status_code == 403
     response = Client().get(f"/projects/{project.pk}/data/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_figures_are_kept_and_worked_out_again_only_when_the_data_changed(project):
+    from annotation.models import AgreementFigures
+
+    staff = client_for(UserFactory(is_staff=True))
+    staff.get(f"/projects/{project.pk}/data/")
+    first = AgreementFigures.objects.get(project=project)
+    staff.get(f"/projects/{project.pk}/data/")
+    assert AgreementFigures.objects.get(project=project).computed_at == first.computed_at
+    item = project.items.get()
+    RankingFactory(item=item, order=[[a.pk] for a in item.answers.order_by("-position")])
+    html = staff.get(f"/projects/{project.pk}/data/").content.decode()
+    assert AgreementFigures.objects.get(project=project).computed_at > first.computed_at
+    assert re.search(r'id="agreement-items">1<', html) and 'id="mean-tau-b">1.000<' not in html
+
+
+def test_a_large_project_queues_its_figures_and_says_so(
+    project, monkeypatch, django_capture_on_commit_callbacks
+):
+    from annotation import figures, tasks
+    from annotation.figures import agreement_figures_refresh
+
+    queued = []
+    monkeypatch.setattr(figures, "AGREEMENT_INLINE_MAX_RANKINGS", 1)
+    monkeypatch.setattr(tasks.agreement_figures_write, "delay", queued.append)
+    staff = client_for(UserFactory(is_staff=True))
+    with django_capture_on_commit_callbacks(execute=True):
+        html = staff.get(f"/projects/{project.pk}/data/").content.decode()
+        api = staff.get(f"/api/projects/{project.pk}/agreement/")
+    assert "being worked out" in html and 'id="mean-tau-b"' not in html
+    assert api.status_code == 202
+    assert queued == [project.pk]  # once, however often the page is opened
+
+    agreement_figures_refresh(project=project)  # what the queued task does
+    html = staff.get(f"/projects/{project.pk}/data/").content.decode()
+    assert 'id="mean-tau-b">1.000<' in html and "being worked out" not in html
+    assert staff.get(f"/api/projects/{project.pk}/agreement/").json()["stale"] is False

@@ -158,6 +158,10 @@ def test_celery_beat_and_a_real_worker_write_snapshots_of_active_projects_only_w
     assert "annotation.tasks.export_snapshots_write" in log, log
     assert sorted(s.format for s in snapshots) == sorted(exports.FORMATS)
     assert {s.project.name for s in snapshots} == {"Active"}
+    from annotation.models import AgreementFigures
+
+    # The same task keeps the agreement figures of the active project up to date.
+    assert list(AgreementFigures.objects.values_list("project__name", flat=True)) == ["Active"]
     pairs = next(s for s in snapshots if s.format == "pairs")
     assert pairs.row_count == 6
     assert (media / pairs.file.name).read_bytes().count(b"\n") == 6

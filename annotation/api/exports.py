@@ -7,6 +7,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers
@@ -25,8 +26,8 @@ from ..exports import (
     container_for,
     export_file_name,
     export_stream,
-    project_figures,
 )
+from ..figures import agreement_figures_for_display, project_figures
 from ..models import ExportSnapshot, Project
 from .permissions import IsStaff
 
@@ -193,21 +194,42 @@ class ProjectAgreementSerializer(serializers.Serializer):
     consensus_items = serializers.IntegerField(help_text="Items with a consensus (at least one ranking).")
     unanimous_best = serializers.IntegerField(help_text="Items where every annotator chose a consensus best.")
     annotators = AnnotatorAgreementSerializer(many=True)
+    computed_at = serializers.DateTimeField(allow_null=True)
+    stale = serializers.BooleanField(help_text="The data changed since; newer figures are being worked out.")
 
 
 class ProjectAgreementView(APIView):
-    """Inter-annotator agreement and consensus figures of a project (people's rankings by default)."""
+    """Agreement and consensus figures: the kept ones (annotation.figures), or worked out now for filters."""
 
     permission_classes = [IsStaff]
 
     @extend_schema(
         summary="Agreement and consensus figures (staff)",
         parameters=FILTER_PARAMETERS,
-        responses={200: ProjectAgreementSerializer},
+        responses={
+            200: ProjectAgreementSerializer,
+            202: OpenApiResponse(description="Not worked out yet for this (large) project; queued."),
+        },
     )
     def get(self, request, project_id: int):
         project = get_object_or_404(Project, pk=project_id)
-        query = request.query_params.copy()
-        query.setdefault("include_imported", "false")
-        figures = project_figures(project=project, filters=_filters(query))
-        return Response(ProjectAgreementSerializer({"project": project.pk, **figures.as_dict()}).data)
+        names = {field.name for field in fields(ExportFilters)}
+        if names & set(request.query_params):
+            # Filters of one's own: worked out now (slow on a large project), never kept.
+            query = request.query_params.copy()
+            query.setdefault("include_imported", "false")
+            figures = project_figures(project=project, filters=_filters(query)).as_dict()
+            payload = {"project": project.pk, **figures, "computed_at": timezone.now(), "stale": False}
+            return Response(ProjectAgreementSerializer(payload).data)
+        shown = agreement_figures_for_display(project=project)
+        if shown.figures is None:
+            return Response(
+                {"detail": "The figures are being worked out; ask again in a minute."}, status=202
+            )
+        payload = {
+            "project": project.pk,
+            **shown.figures,
+            "computed_at": shown.computed_at,
+            "stale": shown.stale,
+        }
+        return Response(ProjectAgreementSerializer(payload).data)
