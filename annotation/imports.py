@@ -90,7 +90,12 @@ def import_upload(
 
 
 class _ChunkWriter:
-    """Writes records a chunk at a time with a handful of queries, counting what it created."""
+    """Writes records a chunk at a time with a handful of queries, counting what it created.
+
+    The external-id lookups repeat the unique indexes' `external_id <> ''` condition: without it
+    PostgreSQL cannot use those partial indexes for an IN list of more than 100 values, and each
+    chunk would scan every answer of the project.
+    """
 
     def __init__(self, *, batch: ImportBatch, source: JsonLines) -> None:
         self.batch = batch
@@ -98,16 +103,19 @@ class _ChunkWriter:
         self.source = source
 
     def write(self, records: list[ImportedItem]) -> None:
-        item_ids = self._items(records)
-        answer_ids = self._answers(records, item_ids)
+        item_ids, existing_item_ids = self._items(records)
+        answer_ids = self._answers(records, item_ids, existing_item_ids)
         self._rankings(records, item_ids, answer_ids)
 
-    def _items(self, records: Iterable[ImportedItem]) -> dict[str, int]:
-        """Item pk by external id, creating the items not seen before."""
+    def _items(self, records: Iterable[ImportedItem]) -> tuple[dict[str, int], set[int]]:
+        """Item pk by external id, creating the items not seen before; and the pks that already existed."""
         wanted = {record.external_id for record in records}
         item_ids = dict(
-            Item.objects.filter(project=self.project, external_id__in=wanted).values_list("external_id", "pk")
+            Item.objects.filter(project=self.project, external_id__in=wanted)
+            .exclude(external_id="")
+            .values_list("external_id", "pk")
         )
+        existing_item_ids = set(item_ids.values())
         new_items: dict[str, Item] = {}
         for record in records:
             if record.external_id not in item_ids and record.external_id not in new_items:
@@ -120,19 +128,24 @@ class _ChunkWriter:
         Item.objects.bulk_create(new_items.values(), batch_size=CHUNK_SIZE)
         item_ids.update({external_id: item.pk for external_id, item in new_items.items()})
         self.batch.items_created += len(new_items)
-        return item_ids
+        return item_ids, existing_item_ids
 
-    def _answers(self, records: list[ImportedItem], item_ids: dict[str, int]) -> list[list[int]]:
+    def _answers(
+        self, records: list[ImportedItem], item_ids: dict[str, int], existing_item_ids: set[int]
+    ) -> list[list[int]]:
         """Per record, the pks of its answers in its order, creating those not seen before."""
         wanted = {answer.external_id for record in records for answer in record.answers}
         known: dict[str, tuple[int, int]] = {
             external_id: (pk, item_id)
             for external_id, pk, item_id in Answer.objects.filter(
                 project=self.project, external_id__in=wanted
-            ).values_list("external_id", "pk", "item_id")
+            )
+            .exclude(external_id="")
+            .values_list("external_id", "pk", "item_id")
         }
+        # New items start at position 0: only items that existed before this chunk need a query.
         next_position = dict(
-            Answer.objects.filter(item_id__in=set(item_ids.values()))
+            Answer.objects.filter(item_id__in=existing_item_ids)
             .values("item_id")
             .annotate(last=Max("position"))
             .values_list("item_id", "last")
