@@ -56,3 +56,11 @@ def test_project_defaults_match_what_annotators_expect():
     assert project.rankings_per_item == 3
     assert project.allow_ties is True
     assert "spam" in project.flag_labels
+
+
+def test_openapi_schema_validates_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    # --fail-on-warn turns any endpoint drf-spectacular cannot describe into an error.
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+    assert "/api/training/runs/" in (tmp_path / "schema.yml").read_text()
