@@ -281,11 +281,18 @@ def test_pairs_load_with_datasets_and_trl_reward_trainer_trains_on_them_unchange
         per_device_train_batch_size=4,
         report_to=[],
         use_cpu=True,
+        bf16=False,
         save_strategy="no",
     )
-    trainer = RewardTrainer(model=model, args=arguments, train_dataset=loaded, processing_class=tokenizer)
-    assert trainer.train_dataset.num_rows == loaded.num_rows
-    assert trainer.train().global_step == 2
+    try:
+        trainer = RewardTrainer(model=model, args=arguments, train_dataset=loaded, processing_class=tokenizer)
+        assert trainer.train_dataset.num_rows == loaded.num_rows
+        assert trainer.train().global_step == 2
+    finally:
+        # The trainer sets accelerate's process-wide state; later tests in this process build their own.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def test_export_data_command_writes_the_container_the_name_says(ranked, tmp_path):
