@@ -872,8 +872,3 @@ def export_snapshots_write_all(*, formats: Iterable[str] | None = None) -> list[
                 written.append(snapshot)
     export_snapshot_prune()
     return written
-
-
-def snapshot_open_for_reading(snapshot: ExportSnapshot):
-    """The snapshot's file, opened for binary reading."""
-    return default_storage.open(snapshot.file.name, "rb")
