@@ -23,7 +23,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -841,9 +841,15 @@ def _storage_write_atomically(name: str, chunks: Iterable[bytes], digest) -> str
 
 
 def export_snapshot_prune(*, keep: int | None = None, project: Project | None = None) -> int:
-    """Keep the newest `keep` (EXPORT_SNAPSHOT_RETENTION) snapshots per format and filters, delete others."""
+    """Keep the newest `keep` (EXPORT_SNAPSHOT_RETENTION) snapshots per format and filters, delete others.
+
+    Snapshots that other rows point to (a training run's data, say) are kept, whatever their age.
+    """
     keep = settings.EXPORT_SNAPSHOT_RETENTION if keep is None else keep
-    snapshots = ExportSnapshot.objects.order_by("project_id", "format", "-created_at", "-id")
+    in_use = Q(pk__in=[])
+    for relation in ExportSnapshot._meta.related_objects:
+        in_use |= Q(**{f"{relation.name}__isnull": False})
+    snapshots = ExportSnapshot.objects.exclude(in_use).order_by("project_id", "format", "-created_at", "-id")
     if project is not None:
         snapshots = snapshots.filter(project=project)
     seen: dict[tuple, int] = {}

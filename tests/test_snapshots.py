@@ -165,3 +165,17 @@ def test_celery_beat_and_a_real_worker_write_snapshots_of_active_projects_only_w
     pairs = next(s for s in snapshots if s.format == "pairs")
     assert pairs.row_count == 6
     assert (media / pairs.file.name).read_bytes().count(b"\n") == 6
+
+
+def test_prune_keeps_a_snapshot_a_training_run_was_made_from(media, django_capture_on_commit_callbacks):
+    from training.models import TrainingRun
+
+    project = ProjectFactory()
+    RankingFactory(item__project=project)
+    used = export_snapshot_create(project=project, format="rankings", force=True)
+    TrainingRun.objects.create(project=project, trigger=TrainingRun.Trigger.values[0], export_snapshot=used)
+    newer = [export_snapshot_create(project=project, format="rankings", force=True) for _ in range(2)]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert export_snapshot_prune(keep=1) == 1
+    assert set(ExportSnapshot.objects.values_list("pk", flat=True)) == {used.pk, newer[1].pk}
+    assert (media / used.file.name).exists()
