@@ -253,6 +253,31 @@ def test_oasst_rows_with_only_the_required_fields_import(tmp_path):
     assert (batch.items_created, batch.answers_created, batch.rankings_created) == (1, 2, 0)
 
 
+def test_oasst_nodes_without_ids_get_stable_hashed_ids(tmp_path):
+    tree = {
+        "message_tree_id": "t",
+        "prompt": {
+            "role": "prompter",
+            "text": "No ids here",
+            "replies": [
+                {"role": "assistant", "text": "One", "rank": 1},
+                {"role": "assistant", "text": "Two"},
+            ],
+        },
+    }
+    path = write_jsonl(tmp_path / "t.jsonl", [tree])
+    project = ProjectFactory()
+
+    first = import_file(path=path, project=project)
+    again = import_file(path=path, project=project)
+
+    assert (first.items_created, first.answers_created, first.rankings_created) == (1, 2, 0)
+    assert (again.items_created, again.answers_created) == (0, 0)
+    item = Item.objects.get(project=project)
+    assert item.external_id.startswith("sha256:")
+    assert all(answer.external_id.startswith("sha256:") for answer in item.answers.all())
+
+
 # Ranking rows.
 
 
@@ -408,10 +433,23 @@ def test_explicit_and_conversational_pairs_with_the_same_prompt_share_an_item(tm
     project = ProjectFactory()
 
     batch = import_file(path=write_jsonl(tmp_path / "pairs.jsonl", rows), project=project, format="pairs")
+    hh = {
+        "prompt": "\n\nHuman: Capital of France?\n\nAssistant:",
+        "chosen": " Paris",
+        "rejected": " Toulouse",
+    }
+    # TRL's explicit-prompt copy of Anthropic HH keeps the markers in the prompt: same item again.
+    import_file(path=write_jsonl(tmp_path / "hh-explicit.jsonl", [hh]), project=project)
 
     item = Item.objects.get(project=project)
     assert item.conversation == [{"role": "user", "content": "Capital of France?"}]
-    assert list(item.answers.values_list("text", flat=True)) == ["Paris", "Lyon", "Marseille", "Nice"]
+    assert list(item.answers.values_list("text", flat=True)) == [
+        "Paris",
+        "Lyon",
+        "Marseille",
+        "Nice",
+        "Toulouse",
+    ]
     assert (batch.items_created, batch.rankings_created) == (1, 3)
 
 
