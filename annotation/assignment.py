@@ -110,9 +110,14 @@ def _open_lease(
 
 
 def free_item_query(
-    *, annotator: AbstractBaseUser, project: Project, exclude_ids: Sequence[int] = (), wait: bool = False
+    *,
+    annotator: AbstractBaseUser,
+    project: Project,
+    exclude_ids: Sequence[int] = (),
+    item_id: int | None = None,
+    lock: str = "skip",
 ) -> tuple[str, list]:
-    """The SQL and parameters of the locking query behind assignment_next (also for EXPLAIN)."""
+    """SQL and parameters of the query behind assignment_next (also for EXPLAIN); lock: skip, wait or none."""
     # Written as SQL rather than built with the ORM: it runs on every "next", and composing the two
     # NOT EXISTS and the subquery through the ORM cost several times more CPU than PostgreSQL spends
     # running it. The plan (`tests/test_assignment.py`, `benchmarks/assignment_load.py`) is one range
@@ -120,10 +125,12 @@ def free_item_query(
     expired, human = Assignment.Status.EXPIRED.value, Ranking.Source.HUMAN.value
     # At most one assignment per item and person (a unique constraint), and NOT EXISTS below rules out
     # all but an expired one: the subquery in SELECT finds the lapsed lease to reopen, by that index.
-    exclude = f"AND candidate.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})" if exclude_ids else ""
-    lock = ""
-    if connection.vendor == "postgresql":
-        lock = "FOR UPDATE OF candidate" if wait else "FOR UPDATE OF candidate SKIP LOCKED"
+    extra = []
+    if exclude_ids:
+        extra.append(f"AND candidate.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})")
+    if item_id is not None:
+        extra.append("AND candidate.id = %s")
+    locking = {"skip": "FOR UPDATE OF candidate SKIP LOCKED", "wait": "FOR UPDATE OF candidate", "none": ""}
     sql = f"""
         SELECT candidate.id, candidate.human_ranking_count, candidate.open_lease_count,
                (SELECT lapsed.id FROM {Assignment._meta.db_table} lapsed
@@ -138,14 +145,20 @@ def free_item_query(
            AND NOT EXISTS (SELECT 1 FROM {Ranking._meta.db_table} ranked
                             WHERE ranked.item_id = candidate.id AND ranked.annotator_id = %s
                               AND ranked.source = %s)
-           {exclude}
+           {" ".join(extra)}
          ORDER BY candidate.human_ranking_count, candidate.id
          LIMIT 1
-         {lock}
+         {locking[lock] if connection.vendor == "postgresql" else ""}
     """
     wanted = project.rankings_per_item
     params = [annotator.pk, project.pk, wanted, wanted, annotator.pk, expired, annotator.pk, human]
-    return sql, [*params, *exclude_ids]
+    return sql, [*params, *exclude_ids, *([] if item_id is None else [item_id])]
+
+
+def _fetch_one(sql: str, params: list) -> tuple | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
 
 
 def _shuffled_answer_ids(item_id: int) -> list[int]:
@@ -155,41 +168,58 @@ def _shuffled_answer_ids(item_id: int) -> list[int]:
     return answer_ids
 
 
-def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignment | None:
-    """The annotator's open lease in the project, or a new one on the next item that needs them, or None."""
-    if not project.is_active:
-        return None
-    now = timezone.now()
-    # Sweeping here returns abandoned slots to the pool without depending on a scheduler; when nothing has
-    # expired it is one probe of `assignment_expiry_idx`.
-    assignments_expire(now=now)
+class _FreeItemsAllLocked(Exception):
+    """Every item with a free slot was locked by another request at that instant."""
+
+
+class _RowNoLongerFits(Exception):
+    pass
+
+
+def _wait_for_free_item(*, annotator: AbstractBaseUser, project: Project) -> tuple | None:
+    # A locking query keeps the lock on every row it looked at whose re-check failed, so a scan that
+    # waits could hold one row while it waits for another, and two such scans deadlock. Here we wait
+    # for one named row at a time, in a savepoint that lets go of it if it no longer fits.
+    while True:
+        first = _fetch_one(*free_item_query(annotator=annotator, project=project, lock="none"))
+        if first is None:
+            return None
+        try:
+            with transaction.atomic():
+                sql, params = free_item_query(
+                    annotator=annotator, project=project, item_id=first[0], lock="wait"
+                )
+                row = _fetch_one(sql, params)
+                if row is None:
+                    raise _RowNoLongerFits
+                return row
+        except _RowNoLongerFits:
+            continue
+
+
+def _lease_new_item(
+    *, annotator: AbstractBaseUser, project: Project, now: datetime, wait: bool
+) -> Assignment | None:
     with transaction.atomic():
         _lock_annotator(annotator)
         lease, closed_own_lease = _open_lease(annotator=annotator, project=project, now=now)
         if lease is not None:
             return lease
-        # The row comes back locked and, if another request changed it meanwhile, re-checked by PostgreSQL
-        # against the same conditions; this person's own leases cannot change meanwhile (the advisory lock).
-        unfit: list[int] = []
-        wait = False
-        while True:
-            sql, params = free_item_query(annotator=annotator, project=project, exclude_ids=unfit, wait=wait)
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                row = cursor.fetchone()
-            if row is None:
-                if wait or closed_own_lease:
-                    return None
-                # Every item with a free slot was locked by another request at that instant (a small
-                # project, or its last items): queue for them rather than say "no work" while slots
-                # remain. Not after closing our own lease above: we then hold that item's row lock, and
-                # waiting on another row while holding one could deadlock.
-                wait = True
-                continue
-            item_id, ranked, leased, lapsed_lease_id = row
-            if ranked + leased < project.rankings_per_item:
-                break
-            unfit.append(item_id)  # belt and braces; the re-check above already rules this out
+        if wait:
+            row = _wait_for_free_item(annotator=annotator, project=project)
+        else:
+            # The row comes back locked and, if another request changed it meanwhile, re-checked by
+            # PostgreSQL against the same conditions; this person's own leases cannot change meanwhile
+            # (the advisory lock).
+            row = _fetch_one(*free_item_query(annotator=annotator, project=project, lock="skip"))
+            if row is None and not closed_own_lease:
+                # Leaving the block by an exception rolls back, which lets go of every row lock this
+                # scan took, before assignment_next waits for a row. (After closing our own lapsed
+                # lease we hold that item's row and must not wait: we answer "no work" instead.)
+                raise _FreeItemsAllLocked
+        if row is None:
+            return None
+        item_id, _, _, lapsed_lease_id = row
         Item.objects.filter(pk=item_id).update(open_lease_count=F("open_lease_count") + 1)
         if lapsed_lease_id is not None:
             # The same person comes back to an item whose lease ran out: reopen it, same answer order.
@@ -204,6 +234,22 @@ def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignm
             answer_order=_shuffled_answer_ids(item_id),
             expires_at=_lease_expiry(now),
         )
+
+
+def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignment | None:
+    """The annotator's open lease in the project, or a new one on the next item that needs them, or None."""
+    if not project.is_active:
+        return None
+    now = timezone.now()
+    # Sweeping here returns abandoned slots to the pool without depending on a scheduler; when nothing has
+    # expired it is one probe of `assignment_expiry_idx`.
+    assignments_expire(now=now)
+    try:
+        return _lease_new_item(annotator=annotator, project=project, now=now, wait=False)
+    except _FreeItemsAllLocked:
+        # Nothing free that nobody else had locked at that instant (a small project, or its last items):
+        # queue for those rows rather than say "no work" while slots remain.
+        return _lease_new_item(annotator=annotator, project=project, now=now, wait=True)
 
 
 def _locked_assignment(*, assignment_id: int, annotator: AbstractBaseUser) -> Assignment:
