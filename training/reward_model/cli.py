@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-length", type=int, default=512)
     t.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per micro-batch")
     t.add_argument("--max-groups-per-batch", type=int, default=None)
+    t.add_argument("--eval-batch-tokens", type=int, default=16384, help="padded tokens per inference batch")
     t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     t.add_argument("--eval-fraction", type=float, default=0.1, help="held-out share, split by item id")
     t.add_argument("--eval-data", default=None, help="separate held-out file (then no split of --data)")
@@ -139,6 +140,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         max_length=args.max_length,
         batch_tokens=args.batch_tokens,
         max_groups_per_batch=args.max_groups_per_batch,
+        eval_batch_tokens=args.eval_batch_tokens,
         grad_accum=args.grad_accum,
         loss=args.loss,
         center_rewards_coefficient=args.center_rewards_coefficient,

@@ -62,6 +62,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every_epoch: bool = True
     max_steps: int | None = None
+    eval_batch_tokens: int = 16384  # inference batches: a huge training budget must not blow up eval
     show_progress_bar: bool = True
 
 
@@ -324,7 +325,7 @@ def train(
         last_epoch = done or epoch == config.epochs - 1
         if eval_enc and (config.eval_every_epoch or last_epoch):
             eval_metrics = evaluate_groups(
-                accelerator.unwrap_model(model), eval_enc, pad_id, config.batch_tokens, accelerator
+                accelerator.unwrap_model(model), eval_enc, pad_id, config.eval_batch_tokens, accelerator
             )
             emit({"event": "eval", "epoch": epoch + 1, "step": step, **eval_metrics})
         if done:
