@@ -1,13 +1,16 @@
 """Many annotators at once, each thread on its own PostgreSQL connection, against the real row locks."""
 
+import random
 import threading
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
-from annotation.assignment import assignment_next, ranking_submit
+from annotation.assignment import assignment_next, assignment_skip, assignments_expire, ranking_submit
 from annotation.models import Assignment, Item, Ranking
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
 
@@ -120,3 +123,34 @@ def test_a_double_submit_racing_itself_records_one_ranking():
     assert len({ranking.pk for ranking, _ in results}) == 1
     assert Ranking.objects.count() == 1
     assert_counters_match_the_rows(project)
+
+
+def test_a_mixed_crowd_submitting_skipping_and_abandoning_keeps_every_count_true():
+    project = ProjectFactory(rankings_per_item=3)
+    ItemFactory.create_batch(10, project=project, answers=3)
+    annotators = UserFactory.create_batch(16)
+
+    def work(annotator) -> None:
+        choices = random.Random(annotator.pk)
+        for _ in range(30):
+            assignment = assignment_next(annotator=annotator, project=project)
+            if assignment is None:
+                return
+            roll = choices.random()
+            if roll < 0.6:
+                order = [[answer_id] for answer_id in assignment.answer_order]
+                ranking_submit(assignment_id=assignment.pk, annotator=annotator, order=order)
+            elif roll < 0.8:
+                assignment_skip(assignment_id=assignment.pk, annotator=annotator)
+            else:
+                # Walks away: the lease runs out, and the next call (theirs or anyone's) sweeps it.
+                past = timezone.now() - timedelta(seconds=1)
+                Assignment.objects.filter(pk=assignment.pk).update(expires_at=past)
+
+    run_at_once(work, annotators)
+
+    assignments_expire(now=timezone.now() + timedelta(days=1))
+    assert_counters_match_the_rows(project)
+    assert not Item.objects.filter(human_ranking_count__gt=3).exists()
+    assert not Assignment.objects.filter(status=Assignment.Status.OPEN).exists()
+    assert Ranking.objects.count() == Assignment.objects.filter(status=Assignment.Status.SUBMITTED).count()
