@@ -14,7 +14,6 @@ The rules, enforced here for both the ranking page and the API:
 
 import math
 import random
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -113,7 +112,6 @@ def free_item_query(
     *,
     annotator: AbstractBaseUser,
     project: Project,
-    exclude_ids: Sequence[int] = (),
     item_id: int | None = None,
     lock: str = "skip",
 ) -> tuple[str, list]:
@@ -125,11 +123,7 @@ def free_item_query(
     expired, human = Assignment.Status.EXPIRED.value, Ranking.Source.HUMAN.value
     # At most one assignment per item and person (a unique constraint), and NOT EXISTS below rules out
     # all but an expired one: the subquery in SELECT finds the lapsed lease to reopen, by that index.
-    extra = []
-    if exclude_ids:
-        extra.append(f"AND candidate.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})")
-    if item_id is not None:
-        extra.append("AND candidate.id = %s")
+    only_item = "" if item_id is None else "AND candidate.id = %s"
     locking = {"skip": "FOR UPDATE OF candidate SKIP LOCKED", "wait": "FOR UPDATE OF candidate", "none": ""}
     sql = f"""
         SELECT candidate.id, candidate.human_ranking_count, candidate.open_lease_count,
@@ -145,14 +139,14 @@ def free_item_query(
            AND NOT EXISTS (SELECT 1 FROM {Ranking._meta.db_table} ranked
                             WHERE ranked.item_id = candidate.id AND ranked.annotator_id = %s
                               AND ranked.source = %s)
-           {" ".join(extra)}
+           {only_item}
          ORDER BY candidate.human_ranking_count, candidate.id
          LIMIT 1
          {locking[lock] if connection.vendor == "postgresql" else ""}
     """
     wanted = project.rankings_per_item
     params = [annotator.pk, project.pk, wanted, wanted, annotator.pk, expired, annotator.pk, human]
-    return sql, [*params, *exclude_ids, *([] if item_id is None else [item_id])]
+    return sql, params if item_id is None else [*params, item_id]
 
 
 def _fetch_one(sql: str, params: list) -> tuple | None:
