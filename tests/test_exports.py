@@ -246,6 +246,19 @@ def test_every_parquet_export_loads_with_datasets(ranked, tmp_path, format):
     assert loaded.num_rows == len(rows(ranked, format))
 
 
+def test_pairs_chat_loads_with_datasets_as_conversational_preference_rows(ranked, tmp_path):
+    import datasets
+    from trl.data_utils import is_conversational
+
+    write(ranked, "pairs-chat", "jsonl", tmp_path / "chat.jsonl")
+    loaded = datasets.load_dataset(
+        "json", data_files=str(tmp_path / "chat.jsonl"), split="train", cache_dir=str(tmp_path / "cache")
+    )
+    assert loaded.column_names == ["prompt", "chosen", "rejected", "item_id", "rank_gap"]
+    assert loaded[0]["chosen"] == [{"role": "assistant", "content": "Paris"}]
+    assert is_conversational(loaded[0])
+
+
 @pytest.mark.slow
 def test_pairs_load_with_datasets_and_trl_reward_trainer_trains_on_them_unchanged(ranked, tmp_path):
     import datasets
