@@ -53,6 +53,14 @@ def ranked_pairs(rankings: Sequence[Ranking], *, candidates: Sequence[Hashable] 
     majorities = [
         (wins[a][b], wins[b][a], a, b) for a in range(n) for b in range(n) if wins[a][b] > wins[b][a]
     ]
+    if len(majorities) == n * (n - 1) // 2:
+        # A majority for every pair: when they never form a cycle (the answers' numbers of majorities
+        # won are then n-1, n-2, ..., 0), every pair gets locked and the result is that order.
+        won = [0] * n
+        for _, _, winner, _ in majorities:
+            won[winner] += 1
+        if len(set(won)) == n:
+            return [[order[x]] for x in sorted(range(n), key=won.__getitem__, reverse=True)]
     majorities.sort(key=lambda m: (-m[0], m[1], m[2], -m[3]))
 
     beats = [0] * n  # locked edges out of each answer
