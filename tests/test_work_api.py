@@ -59,7 +59,7 @@ def test_next_returns_the_item_its_answers_in_lease_order_and_progress(annotator
     assert data["conversation"][1]["html"] == "<p>Hi?</p>"
     assert [answer["id"] for answer in data["answers"]] == assignment.answer_order
     assert {answer["text"] for answer in data["answers"]} == {"one", "two", "three", "four"}
-    assert set(data["answers"][0]) == {"id", "text", "model", "html"}
+    assert set(data["answers"][0]) == {"id", "text", "html"}, "annotators must not see which model wrote it"
     assert all(answer["html"] == f"<p>{answer['text']}</p>" for answer in data["answers"])
     assert data["project"]["id"] == project.pk
     assert data["project"]["name"] == project.name

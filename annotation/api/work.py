@@ -47,9 +47,9 @@ class TurnSerializer(serializers.Serializer):
 
 
 class WorkAnswerSerializer(serializers.Serializer):
+    # No model name: annotators rank blind, so that a model's reputation cannot sway the order.
     id = serializers.IntegerField()
     text = serializers.CharField(allow_blank=True, help_text="Untrusted Markdown: render it sanitised.")
-    model = serializers.CharField(allow_blank=True)
     html = serializers.CharField(
         allow_blank=True,
         help_text="text rendered from Markdown and sanitised: raw HTML shows as text, nothing can run.",
@@ -128,7 +128,6 @@ def _assignment_payload(assignment: Assignment, project: Project) -> dict:
             {
                 "id": answer.pk,
                 "text": answer.text,
-                "model": answer.model_name,
                 "html": render_markdown(answer.text),
             }
             for answer in (
