@@ -159,3 +159,34 @@ def live_celery_worker(transactional_db, tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """A headless Debian Chromium driven by Playwright; CI fails rather than skips when it is missing."""
+    import os
+    import shutil
+
+    from django.db import connections
+
+    if not shutil.which(CHROMIUM):
+        message = f"{CHROMIUM} is missing: apt-get install -y chromium (`make test` does it as root)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the test makes
+    # between browser steps are ordinary blocking calls, which Django would otherwise refuse.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+        # Connections the test opened while Playwright's loop ran are not the ones pytest-django closes at
+        # the end of the session; left open, they stop it from dropping the test database.
+        connections.close_all()

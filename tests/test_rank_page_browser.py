@@ -1,11 +1,9 @@
 """The ranking page in a real Chromium against the live test server on PostgreSQL."""
 
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
@@ -14,8 +12,6 @@ from tests.factories import ItemFactory, ProjectFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "correct horse battery staple"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 HOSTILE_ANSWER = 'Hi <script>window.pwned=1</script> and <img src=x onerror="window.pwned=1"> there'
@@ -24,24 +20,6 @@ NEW_ITEM_SHOWN = """(previous) => {
   const ids = [...document.querySelectorAll('[data-answers] .answer-card')].map((card) => card.dataset.id);
   return ids.length > 0 && !ids.some((id) => previous.includes(id));
 }"""
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the test makes
-    # between browser steps are ordinary blocking calls, which Django would otherwise refuse.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-        # Connections the test opened while Playwright's loop ran are not the ones pytest-django closes at
-        # the end of the session; left open, they stop it from dropping the test database.
-        connections.close_all()
 
 
 def _open_page(browser, width=1280, height=900):

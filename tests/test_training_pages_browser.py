@@ -1,9 +1,6 @@
 """The runs page in a real Chromium: the progress bar follows the run live, and the page shows the outcome."""
 
-import shutil
-
 import pytest
-from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
@@ -12,24 +9,7 @@ from training.models import TrainingRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    # The ORM calls between browser steps run while Playwright's event loop is alive in this thread.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-        connections.close_all()
 
 
 def test_progress_bar_follows_a_running_run_and_the_page_shows_its_end(browser, live_server):
