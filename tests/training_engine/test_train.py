@@ -192,6 +192,14 @@ def test_cli_train_evaluate_score_protocol(tiny_bert_dir, tmp_path, capsys):
     scored = _lines(capsys.readouterr().out)
     assert len([e for e in scored if e["event"] == "score"]) == 40 * 3 and scored[-1]["answers"] == 120
 
+    unranked = tmp_path / "unranked.jsonl"
+    unranked.write_text(
+        json.dumps({"id": "u1", "prompt": "q", "answers": ["correct clear", "wrong rude"]}) + "\n"
+    )
+    assert main(["score", "--model", str(out), "--data", str(unranked)]) == 0
+    scored = [e for e in _lines(capsys.readouterr().out) if e["event"] == "score"]
+    assert [(e["group_id"], e["answer_index"]) for e in scored] == [("u1", 0), ("u1", 1)]
+
     assert main(["train", "--data", str(tmp_path / "missing.jsonl"), "--output", str(out)]) == 1
     assert _lines(capsys.readouterr().out)[-1]["event"] == "error"
 

@@ -185,7 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_score(args: argparse.Namespace) -> dict[str, Any]:
     """Run `score`, printing one line per answer, and return the summary record."""
     from .batching import encode_group
-    from .data import groups_from_records, iter_records, normalize_conversation
+    from .data import Group, groups_from_records, iter_records, normalize_conversation
     from .modeling import RewardScorer, score_encoded
 
     scorer = RewardScorer(args.model, device=args.device, batch_tokens=args.batch_tokens)
@@ -193,8 +193,6 @@ def cmd_score(args: argparse.Namespace) -> dict[str, Any]:
     groups = []
     for n, record in enumerate(iter_records(args.data)):
         if "answers" in record and not record.get("ranking"):
-            from .data import Group
-
             answers = [a if isinstance(a, dict) else {"text": str(a)} for a in record["answers"]]
             answers = [
                 {"id": str(a.get("id", k)), "text": str(a.get("text", ""))} for k, a in enumerate(answers)

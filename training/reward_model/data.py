@@ -307,7 +307,7 @@ def _add_ranking_row(
         report.skip(f"invalid ranking ({exc})")
         return
     item_id = record.get("item_id", record.get("id"))
-    group_id = str(item_id) if item_id is not None else _conversation_key(conversation, parsed)
+    group_id = str(item_id) if item_id is not None else _conversation_key(conversation)
     builder = builders.get(group_id)
     if builder is None:
         builder = builders[group_id] = _GroupBuilder(group_id, conversation)
@@ -321,7 +321,7 @@ def _add_ranking_row(
     builder.rankings.append(mapped)
 
 
-def _conversation_key(conversation: list[Message], parsed: list | None = None) -> str:
+def _conversation_key(conversation: list[Message]) -> str:
     payload = json.dumps(conversation, sort_keys=True, ensure_ascii=False)
     return "conv-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
