@@ -313,6 +313,23 @@ def _order(source: JsonLines, line: int, value: Any, answer_count: int) -> tuple
     return tuple(groups)
 
 
+def _ids_to_indices(source: JsonLines, line: int, value: Any, answer_ids: list[str]) -> Any:
+    """A ranking that names answers by id (`[[12, 14], 13]`) as one by position in `answers`."""
+    if not isinstance(value, list):
+        return value  # _order reports the shape error
+    position = {answer_id: index for index, answer_id in enumerate(answer_ids)}
+
+    def index_of(answer_id: Any) -> int:
+        if isinstance(answer_id, bool) or str(answer_id) not in position:
+            source.fail(line, f"ranking names answer id {answer_id!r}, which is not among the row's answers")
+        return position[str(answer_id)]
+
+    return [
+        [index_of(member) for member in element] if isinstance(element, list) else index_of(element)
+        for element in value
+    ]
+
+
 def _distinct_answers(source: JsonLines, line: int, answers: list[ImportedAnswer]) -> None:
     first_index: dict[str, int] = {}
     for index, answer in enumerate(answers):
@@ -375,7 +392,11 @@ def _ranking_row_item(source: JsonLines, line: int, row: dict[str, Any]) -> Impo
         if not isinstance(not_rankable, bool):
             source.fail(line, f"not_rankable must be true or false, not {_type_name(not_rankable)}")
         annotator = _optional_string(source, line, row.get("annotator"), "annotator", MAX_EXTERNAL_ID)
-        order = _order(source, line, row["ranking"], len(answers))
+        ranking = row["ranking"]
+        if all(isinstance(raw, dict) and raw.get("id") is not None for raw in raw_answers):
+            # Answers that carry ids (as in our own `rankings` export) are ranked by id, not by position.
+            ranking = _ids_to_indices(source, line, ranking, [str(raw["id"]) for raw in raw_answers])
+        order = _order(source, line, ranking, len(answers))
         rankings.append(ImportedRanking(order=order, external_annotator=annotator, not_rankable=not_rankable))
     return ImportedItem(
         line=line, external_id=external_id, conversation=conversation, answers=answers, rankings=rankings

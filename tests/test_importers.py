@@ -657,3 +657,39 @@ def test_import_data_exits_non_zero_on_a_bad_line(tmp_path):
     assert result.returncode != 0
     assert f"{path}:2: ranking names answer 5" in result.stderr
     assert database_counts() == (0, 0, 0, 0)
+
+
+def test_our_rankings_export_reimports_with_each_persons_order_by_answer_id(tmp_path):
+    from annotation.exports import ExportFilters, export_rows
+    from tests.factories import RankingFactory
+
+    source = ProjectFactory(name="Exported")
+    item = ItemFactory(project=source, answers=["Paris", "Lyon", "Nice"])
+    paris, lyon, nice = item.answers.order_by("position")
+    RankingFactory(item=item, annotator=UserFactory(), order=[[nice.pk], [paris.pk, lyon.pk]])
+    RankingFactory(item=item, annotator=UserFactory(), order=[[lyon.pk], [paris.pk], [nice.pk]])
+    path = tmp_path / "rankings.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(row) + "\n"
+            for row in export_rows(project=source, format="rankings", filters=ExportFilters())
+        )
+    )
+
+    copy = ProjectFactory(name="Re-imported")
+    batch = import_file(path=path, project=copy)
+    assert (batch.items_created, batch.rankings_created) == (1, 2)
+    new_item = copy.items.get()
+    text = {answer.pk: answer.text for answer in new_item.answers.all()}
+    orders = sorted([[sorted(text[a] for a in group) for group in r.order] for r in new_item.rankings.all()])
+    assert orders == [[["Lyon"], ["Paris"], ["Nice"]], [["Nice"], ["Lyon", "Paris"]]]
+    # And again: nothing new.
+    assert import_file(path=path, project=copy).rankings_created == 0
+
+
+def test_a_ranking_by_answer_id_that_names_an_unknown_answer_says_which(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    row = {"prompt": "Q?", "answers": [{"id": 10, "text": "a"}, {"id": 11, "text": "b"}], "ranking": [11, 99]}
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(ImportFailed, match=r"bad.jsonl:1: ranking names answer id 99"):
+        import_file(path=path, project=ProjectFactory())
