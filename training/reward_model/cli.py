@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=0.0)
     t.add_argument("--warmup-ratio", type=float, default=0.0)
     t.add_argument("--max-length", type=int, default=512)
-    t.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per micro-batch")
+    t.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per micro-batch")
     t.add_argument("--max-groups-per-batch", type=int, default=None)
     t.add_argument("--eval-batch-tokens", type=int, default=16384, help="padded tokens per inference batch")
     t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")

@@ -46,7 +46,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
     max_length: int = 512
-    batch_tokens: int = 16384
+    batch_tokens: int = 8192
     max_groups_per_batch: int | None = None
     grad_accum: int = 1
     loss: str = "kwise"
