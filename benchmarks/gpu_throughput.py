@@ -85,7 +85,7 @@ def build_model_and_tokenizer(preset: str, attn: str | None):
     """A Qwen2-shaped reward model from config plus a word-level tokenizer with a chat template."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast, Qwen2Config
 
     from training.reward_model.synthetic import BAD, FILLER, GOOD
 
@@ -96,10 +96,10 @@ def build_model_and_tokenizer(preset: str, attn: str | None):
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|endoftext|>")
     tokenizer.chat_template = CHAT_TEMPLATE
     config = Qwen2Config(**PRESETS[preset], num_labels=1)
-    if attn:
-        config._attn_implementation = attn
     torch.manual_seed(0)
-    model = Qwen2ForSequenceClassification(config)
+    # fp32 master weights; bf16 comes from autocast in the engine.
+    kwargs = {"attn_implementation": attn} if attn else {}
+    model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32, **kwargs)
     return model, tokenizer
 
 

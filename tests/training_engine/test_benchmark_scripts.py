@@ -1,0 +1,32 @@
+"""The benchmark scripts' CPU-safe paths keep working (the GPU run itself needs a CUDA machine)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_throughput_cpu_smoke_and_peak_table(capsys):
+    gpu = _load("gpu_throughput")
+    argv = ["--preset", "tiny", "--allow-cpu", "--steps", "3", "--warmup-steps", "1", "--items", "24"]
+    argv += ["--min-words", "5", "--max-words", "20", "--max-length", "64", "--batch-tokens", "1024"]
+    assert gpu.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["event"] == "result" and result["steps"] == 3 and result["steady_tokens_per_second"] > 0
+    assert gpu.peak_flops("NVIDIA H100 PCIe") == 756e12 and gpu.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert gpu.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12 and gpu.peak_flops("Some GPU") is None
+
+
+def test_train_vs_trl_parser_defaults():
+    args = _load("train_vs_trl").build_parser().parse_args([])
+    assert args.settings == [4, 2] and args.pairs_per_step == 24 and args.max_length == 128
