@@ -50,6 +50,16 @@ def test_rankings_export_with_ties_and_ids(tmp_path):
     assert report.skipped == {"marked not_rankable": 1}
 
 
+def test_rankings_export_with_integer_answer_ids():
+    row = {
+        **RANKINGS_ROW,
+        "answers": [{"id": 101, "text": "A"}, {"id": 7, "text": "B"}],
+        "ranking": [[7], [101]],
+    }
+    (g,) = groups_from_records([row])
+    assert g.pairs == [(1, 0)] and g.ranking == [[1], [0]]
+
+
 def test_consensus_keeps_ranking_and_plain_rows_accept_nested_ties():
     consensus = {**RANKINGS_ROW, "n_annotators": 3, "agreement": 0.8}
     plain = {"prompt": "q", "answers": ["x", "y", "z"], "ranking": [[0, 2], 1]}

@@ -273,10 +273,12 @@ def _normalize_ranking(ranking: Any, n: int, ids: list[str | None]) -> list[list
         members = level if isinstance(level, list | tuple) else [level]
         idxs = []
         for m in members:
-            if isinstance(m, str) and m in id_to_idx:
-                i = id_to_idx[m]
+            if id_to_idx:  # answers carry ids (rankings/consensus exports): the ranking names ids
+                if str(m) not in id_to_idx:
+                    raise ValueError(f"ranking names unknown answer {m!r}")
+                i = id_to_idx[str(m)]
             elif isinstance(m, int) or (isinstance(m, str) and m.isdigit()):
-                i = int(m)
+                i = int(m)  # plain rows: positions in `answers`
             else:
                 raise ValueError(f"ranking names unknown answer {m!r}")
             if not 0 <= i < n or i in seen:
