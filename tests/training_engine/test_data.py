@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from training.reward_model.data import (
     ReadReport,
     groups_from_records,
+    normalize_conversation,
     parse_hh_transcript,
     ranking_from_pairs,
     read_groups,
@@ -113,6 +114,15 @@ def test_hh_parser_and_ranking_recovery():
         {"role": "user", "content": "a"},
         {"role": "assistant", "content": "b"},
     ]
+    # The web exporter's multi-turn string prompt (annotation.exports.conversation_prompt_text).
+    exported = "\n\nSystem: be brief\n\nHuman: hi\n\nAssistant: hey\n\nHuman: why?\n\nAssistant:"
+    assert normalize_conversation(exported) == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hey"},
+        {"role": "user", "content": "why?"},
+    ]
+    assert normalize_conversation("just a question") == [{"role": "user", "content": "just a question"}]
     assert ranking_from_pairs(3, [(0, 1), (0, 2), (1, 2)]) == [[0], [1], [2]]
     assert ranking_from_pairs(3, [(0, 1), (1, 2)]) is None  # not every cross pair: no ranking explains it
 

@@ -61,7 +61,7 @@ def normalize_conversation(conversation: Any) -> list[Message]:
     if conversation is None:
         return []
     if isinstance(conversation, str):
-        if "\n\nHuman:" in conversation or conversation.startswith("Human:"):
+        if "\n\nHuman:" in conversation or conversation.startswith(("Human:", "\n\nSystem:")):
             return parse_hh_transcript(conversation)
         return [{"role": "user", "content": conversation}]
     out = []
@@ -78,8 +78,8 @@ def parse_hh_transcript(text: str) -> list[Message]:
     """Split an Anthropic-HH style "\\n\\nHuman: ...\\n\\nAssistant: ..." transcript into messages."""
     messages: list[Message] = []
     rest = text
-    markers = (("\n\nHuman:", "user"), ("\n\nAssistant:", "assistant"))
-    if rest.startswith("Human:"):
+    markers = (("\n\nHuman:", "user"), ("\n\nAssistant:", "assistant"), ("\n\nSystem:", "system"))
+    if rest.startswith(("Human:", "Assistant:", "System:")):
         rest = "\n\n" + rest
     while rest:
         hits = [(rest.find(m), m, r) for m, r in markers if rest.find(m) != -1]
@@ -90,8 +90,11 @@ def parse_hh_transcript(text: str) -> list[Message]:
                 messages.append({"role": "user", "content": rest.strip()})
             break
         pos, marker, role = min(hits)
-        if pos > 0 and messages:
-            messages[-1]["content"] += rest[:pos]
+        if pos > 0:
+            if messages:
+                messages[-1]["content"] += rest[:pos]
+            elif rest[:pos].strip():  # text before the first speaker tag is kept as a user turn
+                messages.append({"role": "user", "content": rest[:pos]})
         rest = rest[pos + len(marker) :]
         messages.append({"role": role, "content": ""})
     for m in messages:
