@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from training.reward_model.data import (
+    Group,
     ReadReport,
     groups_from_records,
     normalize_conversation,
@@ -133,3 +134,11 @@ def test_split_is_deterministic_by_id():
     b_train, b_eval = split_groups(list(reversed(groups)), 0.25)
     assert {g.id for g in a_eval} == {g.id for g in b_eval}
     assert 25 < len(a_eval) < 75 and len(a_train) + len(a_eval) == 200
+
+
+def test_answers_in_no_pair_are_not_trained_on():
+    from training.reward_model.trainer import only_paired_answers
+
+    g = Group("x", [], [{"id": str(i), "text": str(i)} for i in range(4)], [(3, 1)], [[3], [1]])
+    slim = only_paired_answers(g)
+    assert slim.answer_texts == ["1", "3"] and slim.pairs == [(1, 0)] and slim.ranking == [[1], [0]]

@@ -97,6 +97,25 @@ def _set_activation_checkpointing(model: Any, on: bool) -> None:
         model.gradient_checkpointing_disable()
 
 
+def only_paired_answers(group: Group) -> Group:
+    """The group without answers that are in no pair: forwarding them would cost time and teach nothing."""
+    used = sorted({i for pair in group.pairs for i in pair})
+    if len(used) == len(group.answers):
+        return group
+    new_index = {old: new for new, old in enumerate(used)}
+    ranking = None
+    if group.ranking:
+        ranking = [[new_index[i] for i in level if i in new_index] for level in group.ranking]
+        ranking = [level for level in ranking if level]
+    return Group(
+        group.id,
+        group.conversation,
+        [group.answers[i] for i in used],
+        [(new_index[b], new_index[w]) for b, w in group.pairs],
+        ranking,
+    )
+
+
 def _shard(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
     """This rank's batches; short ranks repeat early batches so every rank takes the same number of steps."""
     if world == 1:
@@ -177,7 +196,7 @@ def train(
     pad_multiple = 8 if device.type == "cuda" else 1
 
     t0 = time.perf_counter()
-    train_enc = [encode_group(g, tokenizer, config.max_length) for g in train_groups]
+    train_enc = [encode_group(only_paired_answers(g), tokenizer, config.max_length) for g in train_groups]
     eval_enc = [encode_group(g, tokenizer, config.max_length) for g in eval_groups]
     truncated = sum(g.truncated for g in train_enc) + sum(g.truncated for g in eval_enc)
     emit(
