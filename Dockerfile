@@ -1,7 +1,7 @@
 # One image for web, workers and beat. torch from PyPI is the CUDA build on Linux x86_64.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 DEBUG=0 \
     REWARDLAB_VAR_DIR=/data MEDIA_ROOT=/data/media MODEL_ROOT=/data/models STATIC_ROOT=/app/staticfiles
 
 RUN apt-get update && apt-get install -y --no-install-recommends libpq5 curl && rm -rf /var/lib/apt/lists/*

@@ -39,3 +39,8 @@ def test_a_malformed_boolean_names_the_variable():
     result = _manage("check", DEBUG="maybe")
     assert result.returncode != 0
     assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_manage_py_runs_in_development_mode_when_nothing_is_set():
+    result = _manage("check")
+    assert result.returncode == 0, result.stderr
