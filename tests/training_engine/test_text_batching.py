@@ -112,3 +112,17 @@ def test_collate_shapes_masks_and_pair_offsets(minilm_tokenizer):
     assert batch["pair_group"].tolist() == [0, 1, 1]
     assert batch["rankings"] == [None, [[2], [3, 4]]] and batch["group_sizes"] == [2, 3]
     assert batch["n_tokens"] == sum(lengths)
+
+
+def test_template_written_bos_is_kept_once_and_survives_truncation(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    tok.bos_token = "<s>"
+    tok.chat_template = "<s>" + tok.chat_template
+    conv = [{"role": "user", "content": " ".join(["the"] * 100)}]
+    enc = render(tok, conv, "correct", 12)
+    assert enc.input_ids[0] == tok.bos_token_id and enc.input_ids.count(tok.bos_token_id) == 1
+    assert tok.decode(enc.input_ids).endswith("correct <| end |>")
+    full = render(tok, conv, "correct", 1000)
+    assert tok(pipeline_input(tok, conv, "correct"))["input_ids"] == full.input_ids

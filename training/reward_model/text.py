@@ -38,7 +38,13 @@ def context_text(conversation: list[Message], tokenizer: Any) -> str:
 def pipeline_input(tokenizer: Any, conversation: list[Message], answer: str) -> str | dict[str, str]:
     """What to hand `transformers.pipeline("text-classification")` to get the same tokens as `render`."""
     if uses_chat_template(tokenizer):
-        return _chat_string(tokenizer, conversation, answer)
+        text = _chat_string(tokenizer, conversation, answer)
+        bos = getattr(tokenizer, "bos_token", None)
+        # `render` keeps a template-written BOS and adds none; the pipeline's tokenizer adds its own, so
+        # hand it the text without the template's copy.
+        if bos and text.startswith(bos) and tokenizer("")["input_ids"][:1] == [tokenizer.bos_token_id]:
+            text = text[len(bos) :]
+        return text
     return {"text": context_text(conversation, tokenizer), "text_pair": answer}
 
 
@@ -64,7 +70,8 @@ def render(tokenizer: Any, conversation: list[Message], answer: str, max_length:
         end = start + len(answer.strip()) if start >= 0 else len(text)
         if start < 0:  # the template rewrote the answer: keep the end of the sequence
             start = end = len(text)
-        regions = _regions_by_offsets(enc["offset_mapping"], start, end)
+        special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        regions = _regions_by_offsets(enc["offset_mapping"], start, end, enc["input_ids"], special)
     else:
         enc = tokenizer(
             context_text(conversation, tokenizer),
@@ -86,7 +93,9 @@ def render(tokenizer: Any, conversation: list[Message], answer: str, max_length:
 Regions = tuple[list[int], list[int], list[int], list[int]]
 
 
-def _regions_by_offsets(offsets: list[tuple[int, int]], ans_start: int, ans_end: int) -> Regions:
+def _regions_by_offsets(
+    offsets: list[tuple[int, int]], ans_start: int, ans_end: int, ids: list[int], special: set[int]
+) -> Regions:
     head: list[int] = []
     context: list[int] = []
     answer: list[int] = []
@@ -94,7 +103,8 @@ def _regions_by_offsets(offsets: list[tuple[int, int]], ans_start: int, ans_end:
     zero = [s == e == 0 for s, e in offsets]
     last_content = max((i for i, z in enumerate(zero) if not z), default=-1)
     for i, (s, e) in enumerate(offsets):
-        if zero[i] and i == len(head):  # leading specials ([CLS], BOS)
+        # Leading specials: added by the tokenizer ([CLS]) or written by the template (a BOS in the text).
+        if (zero[i] or ids[i] in special) and i == len(head):
             head.append(i)
         elif zero[i] and i > last_content:  # trailing specials ([SEP], EOS)
             tail.append(i)
