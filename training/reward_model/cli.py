@@ -11,7 +11,8 @@ to stderr. A parent reads stdout line by line:
     {"event": "data", "train_groups": n, "eval_groups": n, "train_answers": n, "train_pairs": n,
      "truncated_answers": n, "tokenize_seconds": s}
     {"event": "progress", "step": n, "total_steps": N, "epoch": float, "loss": x, "lr": x,
-     "elapsed_seconds": s}                       every --log-every optimizer steps and at the last step
+     "elapsed_seconds": s, "answers_seen": n, "tokens_seen": n}
+                                                 every --log-every optimizer steps and at the last step
     {"event": "epoch", "epoch": e, "seconds": s, "step": n}
     {"event": "eval", "epoch": e, "step": n, "pairwise_accuracy": x, "pairs": n, "items": n,
      "best_vs_worst_accuracy": x, "ranked_items": n, "kendall_tau": x}       after each epoch
@@ -23,8 +24,9 @@ to stderr. A parent reads stdout line by line:
     one line per answer: {"event": "score", "group_id": ..., "answer_id": ..., "answer_index": k,
     "reward": x}, then {"event": "result", "answers": n, "groups": n}
 
-On failure the last line is {"event": "error", "error": "<message>"} and the exit status is 1 (2 for bad
-arguments). Only the main process prints under torchrun / accelerate launch.
+On failure the last line is {"event": "error", "error": "<message>"} and the exit status is 1; bad
+arguments exit with status 2 and argparse's usage message on stderr (no JSON). Only the main process
+prints under torchrun / accelerate launch.
 
 Several GPUs or nodes: the same entry point under a launcher, e.g.
     torchrun --nproc-per-node 8 -m training.reward_model train --data D --output O
