@@ -66,6 +66,8 @@ def test_saved_model_gives_same_scores_in_pipeline_and_scorer(trained_bert):
     scorer = RewardScorer(out, device="cpu")
     ours = scorer.score(g.conversation, g.answer_texts)
     assert ours == pytest.approx(score_texts(out, g.conversation, g.answer_texts), abs=1e-6)
+    assert scorer.score("a plain question", []) == []
+    assert scorer.score_groups([("q", ["x"]), ("q", []), ("r", ["y", "z"])])[1] == []
     pipe = pipeline("text-classification", model=str(out), function_to_apply="none", device="cpu")
     theirs = [_pipe_score(pipe, pipeline_input(scorer.tokenizer, g.conversation, t)) for t in g.answer_texts]
     assert ours == pytest.approx(theirs, abs=1e-4)

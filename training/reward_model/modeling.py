@@ -121,10 +121,16 @@ def score_encoded(
     model.eval()
     pad_multiple = 8 if device.type == "cuda" else 1
     out: list[list[float]] = [[] for _ in groups]
+    scored = [i for i, g in enumerate(groups) if g.input_ids]  # a group without answers scores as []
+    if not scored:
+        return out
     autocast = (
         torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     )
-    for batch_idx in plan_batches(groups, batch_tokens, shuffle=False, pad_multiple=pad_multiple):
+    for local_idx in plan_batches(
+        [groups[i] for i in scored], batch_tokens, shuffle=False, pad_multiple=pad_multiple
+    ):
+        batch_idx = [scored[j] for j in local_idx]
         batch = collate([groups[i] for i in batch_idx], pad_token_id, pad_multiple)
         inputs = {
             k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch
