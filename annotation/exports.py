@@ -15,7 +15,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from itertools import chain
 from pathlib import Path
 
@@ -197,10 +197,13 @@ def export_items(
     # Plain SQL rather than the ORM here: this loop is the hot path of every export, and
     # `item_id = ANY(%s)` with one array parameter lets PostgreSQL use the item index directly where
     # Django's `__in` builds a 2,000-parameter list per query. JSON columns are decoded here too.
+    # SQLite (the `make run` default) gets the same statements with an IN list and no casts.
+    postgres = connection.vendor == "postgresql"
+    text = "::text" if postgres else ""
     with_flags = details or filters.exclude_flagged
-    columns = 'item_id, annotator_id, import_batch_id, external_annotator, "order"::text, not_rankable'
-    columns += ", flags::text" * with_flags + ", seconds_spent, created_at" * details
-    conditions, params = ["item_id = ANY(%s)"], []
+    columns = f'item_id, annotator_id, import_batch_id, external_annotator, "order"{text}, not_rankable'
+    columns += f", flags{text}" * with_flags + ", seconds_spent, created_at" * details
+    conditions, params = ["item_id IN ({ids})"], []
     if filters.since:
         conditions.append("created_at >= %s")
         params.append(filters.since)
@@ -213,17 +216,23 @@ def export_items(
     if filters.exclude_not_rankable:
         conditions.append("NOT not_rankable")
     items_sql = (
-        f"SELECT id, external_id, conversation::text FROM {Item._meta.db_table} "
+        f"SELECT id, external_id, conversation{text} FROM {Item._meta.db_table} "
         "WHERE project_id = %s AND id > %s ORDER BY id LIMIT %s"
     )
     answers_sql = (
         f"SELECT item_id, id, text, model_name, external_id FROM {Answer._meta.db_table} "
-        "WHERE item_id = ANY(%s) ORDER BY item_id, position"
+        "WHERE item_id IN ({ids}) ORDER BY item_id, position"
     )
     rankings_sql = (
         f"SELECT {columns} FROM {Ranking._meta.db_table} WHERE {' AND '.join(conditions)} "
         "ORDER BY item_id, created_at, id"
     )
+
+    def with_ids(sql: str, ids: list[int]) -> tuple[str, list]:
+        if postgres:
+            return sql.replace("item_id IN ({ids})", "item_id = ANY(%s)"), [ids]
+        return sql.replace("{ids}", ", ".join(["%s"] * len(ids))), list(ids)
+
     pseudonyms: dict[int, str] = {}
     last_id = 0
     while True:
@@ -234,11 +243,12 @@ def export_items(
                 return
             last_id = chunk[-1][0]
             ids = [row[0] for row in chunk]
-            cursor.execute(answers_sql, [ids])
+            cursor.execute(*with_ids(answers_sql, ids))
             answers: dict[int, list[_Answer]] = {}
             for item_id, answer_id, text, model_name, external_id in cursor.fetchall():
                 answers.setdefault(item_id, []).append(_Answer(answer_id, text, model_name, external_id))
-            cursor.execute(rankings_sql, [ids, *params])
+            sql, id_params = with_ids(rankings_sql, ids)
+            cursor.execute(sql, [*id_params, *params])
             ranking_rows = cursor.fetchall()
         by_item: dict[int, list[_Ranking]] = {}
         orders = _decode_all([row[4] for row in ranking_rows])
@@ -247,6 +257,8 @@ def export_items(
             item_id, user_id, batch_id, external, _, not_rankable = row[:6]
             flags = all_flags[number] if with_flags else None
             seconds, created = row[6 + with_flags :] if details else (None, None)
+            if created is not None and created.tzinfo is None:  # SQLite keeps UTC without a zone
+                created = created.replace(tzinfo=UTC)
             if user_id is not None:
                 who = pseudonyms.get(user_id) or pseudonyms.setdefault(user_id, annotator_pseudonym(user_id))
             else:
