@@ -10,7 +10,7 @@ WORKDIR /app
 
 ARG TORCH_SPEC=torch==2.13.0
 RUN pip install "$TORCH_SPEC"
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY rewardlab rewardlab
 COPY annotation annotation
 COPY training training
