@@ -1,4 +1,6 @@
-"""The staff "project data" page: agreement figures, export downloads and the snapshot list."""
+"""Staff pages of a project: its progress, and its data (agreement, export downloads, snapshots)."""
+
+import functools
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -7,16 +9,45 @@ from django.shortcuts import get_object_or_404, render
 from .exports import CONTAINERS, FORMATS, annotator_pseudonym
 from .figures import agreement_figures_for_display
 from .models import ExportSnapshot, Project, Ranking
+from .progress import project_annotator_stats, project_item_status_counts, project_recent_rankings
 
 SNAPSHOTS_SHOWN = 50
 
 
-@login_required
+def staff_only(view):
+    """Signed-out visitors are sent to log in; signed-in annotators are refused outright (403)."""
+
+    @login_required
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("This page is for staff only.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@staff_only
+def project_progress(request, project_id: int):
+    """Items done / in progress / waiting, per-annotator figures and the latest rankings of one project."""
+    project = get_object_or_404(Project, pk=project_id)
+    counts = project_item_status_counts(project=project)
+    return render(
+        request,
+        "annotation/project_progress.html",
+        {
+            "project": project,
+            "counts": counts,
+            "done_percent": round(100 * counts.done / counts.total) if counts.total else 0,
+            "annotators": project_annotator_stats(project=project),
+            "recent_rankings": project_recent_rankings(project=project),
+        },
+    )
+
+
+@staff_only
 def project_data(request, project_id: int):
     """Agreement between annotators, one download button per export format, and the latest snapshots."""
-    # Signed-out visitors are sent to log in (login_required); annotators are refused outright.
-    if not request.user.is_staff:
-        raise PermissionDenied("This page is for staff only.")
     project = get_object_or_404(Project, pk=project_id)
     shown = agreement_figures_for_display(project=project)
     figures = shown.figures or {}

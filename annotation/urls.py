@@ -2,11 +2,11 @@
 
 from django.urls import path
 
-from . import progress_views, rank_views, staff_views, views
+from . import rank_views, staff_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<int:project_id>/rank/", rank_views.rank, name="rank"),
-    path("projects/<int:project_id>/progress/", progress_views.project_progress, name="project-progress"),
+    path("projects/<int:project_id>/progress/", staff_views.project_progress, name="project-progress"),
     path("projects/<int:project_id>/data/", staff_views.project_data, name="project-data"),
 ]
