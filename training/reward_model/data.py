@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from annotation.pairs import ranking_pairs  # pure Python: no Django
+
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
@@ -107,11 +109,8 @@ def parse_hh_transcript(text: str) -> list[Message]:
 
 def pairs_from_ranking(ranking: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
     """Every ordered pair across tie groups (best first); answers tied with each other form no pair."""
-    pairs = []
-    for level, better_group in enumerate(ranking):
-        for worse_group in ranking[level + 1 :]:
-            pairs.extend((b, w) for b in better_group for w in worse_group)
-    return pairs
+    # The exports build their pairs with the same function, so training sees exactly the exported pairs.
+    return [(pair.chosen, pair.rejected) for pair in ranking_pairs(ranking)]
 
 
 def ranking_from_pairs(n_answers: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]] | None:
