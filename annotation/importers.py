@@ -35,7 +35,9 @@ OASST_ROLES = {"prompter": "user", "assistant": "assistant"}
 MAX_EXTERNAL_ID = 255
 MAX_MODEL_NAME = 200
 GZIP_MAGIC = b"\x1f\x8b"
-HH_TURN = re.compile(r"\n\nHuman:|\n\nAssistant:")
+# `System:` turns are what our own `pairs` export writes for a conversation with a system prompt.
+HH_TURN = re.compile(r"\n\nHuman:|\n\nAssistant:|\n\nSystem:")
+HH_ROLES = {"\n\nHuman:": "user", "\n\nAssistant:": "assistant", "\n\nSystem:": "system"}
 HH_ASSISTANT = "\n\nAssistant:"
 # What a message-row parser keeps of each row until its tree is complete (texts, not labels/detoxify).
 OASST_KEPT_FIELDS = (
@@ -427,7 +429,7 @@ def _hh_turns(text: str) -> list[dict[str, str]]:
             turns.append({"role": role, "content": content})
         elif content:
             turns.append({"role": "system", "content": content})
-        role = "user" if marker.group() == "\n\nHuman:" else "assistant"
+        role = HH_ROLES[marker.group()]
         start = marker.end()
     content = text[start:].strip()
     if role is not None:

@@ -693,3 +693,25 @@ def test_a_ranking_by_answer_id_that_names_an_unknown_answer_says_which(tmp_path
     path.write_text(json.dumps(row) + "\n")
     with pytest.raises(ImportFailed, match=r"bad.jsonl:1: ranking names answer id 99"):
         import_file(path=path, project=ProjectFactory())
+
+
+def test_our_pairs_export_of_a_multi_turn_item_with_a_system_prompt_reimports_turn_for_turn(tmp_path):
+    from annotation.exports import ExportFilters, export_rows
+    from tests.factories import RankingFactory
+
+    conversation = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Capital of France?"},
+    ]
+    item = ItemFactory(project=ProjectFactory(), conversation=conversation, answers=["Paris.", "Lyon."])
+    paris, lyon = item.answers.order_by("position")
+    RankingFactory(item=item, order=[[paris.pk], [lyon.pk]])
+    rows = export_rows(project=item.project, format="pairs", filters=ExportFilters())
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    copy = ProjectFactory()
+    import_file(path=path, project=copy, format="pairs")
+    assert copy.items.get().conversation == conversation
