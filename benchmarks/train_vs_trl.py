@@ -15,6 +15,7 @@ TRL comes from the optional `bench` extra (`pip install -e .[bench]`).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -42,12 +43,55 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _grad_norm_summary(norms: list[float], max_grad_norm: float) -> dict[str, Any]:
+    """Pre-clipping gradient norms of every optimizer step, their mean and the share that clipping cut."""
+    norms = [float(n) for n in norms]
+    return {
+        "grad_norm_mean": statistics.fmean(norms) if norms else None,
+        "clipped_step_fraction": (
+            sum(n > max_grad_norm for n in norms) / len(norms) if norms and max_grad_norm else None
+        ),
+        "grad_norms": [round(n, 4) for n in norms],
+    }
+
+
+def _one_group_per_pair(groups: list) -> list:
+    """Every preference pair as its own two-answer group: our engine then forwards pairs like TRL."""
+    from training.reward_model import Group
+
+    return [
+        Group(f"{g.id}/{n}", g.conversation, [g.answers[b], g.answers[w]], [(0, 1)], [[0], [1]])
+        for g in groups
+        for n, (b, w) in enumerate(g.pairs)
+    ]
+
+
+def _our_batches_as_pairs(
+    args: argparse.Namespace, k: int, groups: list, tokenizer: Any
+) -> list[list[tuple[int, int, int]]]:
+    """Our engine's optimizer steps, epoch after epoch, each as its (group, better, worse) pairs.
+
+    The same plan as `train` makes (seed * 1000 + epoch; a group's answers are all in pairs here).
+    """
+    from training.reward_model.batching import encode_group, plan_batches
+
+    enc = [encode_group(g, tokenizer, args.max_length) for g in groups]
+    per_step = max(1, args.pairs_per_step // (k * (k - 1) // 2))  # as `run_ours` sets it
+    steps = []
+    for epoch in range(args.epochs):
+        plan = plan_batches(enc, 10**9, per_step, shuffle=True, seed=args.seed * 1000 + epoch)
+        steps += [[(i, b, w) for i in batch for b, w in groups[i].pairs] for batch in plan]
+    return steps
+
+
 def run_ours(args: argparse.Namespace, k: int) -> dict[str, Any]:
     """Train with our engine on K-wise groups; pairs per step fixed via groups per batch."""
     from training.reward_model import TrainConfig, train
 
     train_groups, eval_groups = _data(args, k)
     pairs_per_group = k * (k - 1) // 2
+    if args.composition == "pairs":
+        train_groups, pairs_per_group = _one_group_per_pair(train_groups), 1
     config = TrainConfig(
         base_model=args.base_model,
         output_dir=None,
@@ -59,10 +103,12 @@ def run_ours(args: argparse.Namespace, k: int) -> dict[str, Any]:
         max_groups_per_batch=max(1, args.pairs_per_step // pairs_per_group),
         seed=args.seed,
         bf16=False,
-        log_every=10**9,
+        max_grad_norm=args.max_grad_norm or None,
+        log_every=1,  # every step's gradient norm, as TRL logs it below
         show_progress_bar=False,
     )
-    result = train(config, train_groups, eval_groups)
+    events: list[dict[str, Any]] = []
+    result = train(config, train_groups, eval_groups, on_event=events.append)
     answers = sum(len(g.answers) for g in train_groups) * args.epochs
     pairs = sum(len(g.pairs) for g in train_groups) * args.epochs
     return {
@@ -80,6 +126,9 @@ def run_ours(args: argparse.Namespace, k: int) -> dict[str, Any]:
         "kendall_tau": result["eval"]["kendall_tau"],
         "train_pairs": sum(len(g.pairs) for g in train_groups),
         "eval_pairs": result["eval"]["pairs"],
+        **_grad_norm_summary(
+            [e["grad_norm"] for e in events if e["event"] == "progress"], args.max_grad_norm
+        ),
     }
 
 
@@ -96,34 +145,56 @@ def run_trl(args: argparse.Namespace, k: int) -> dict[str, Any]:
     train_groups, eval_groups = _data(args, k)
     torch.manual_seed(args.seed)
     model, tokenizer = load_base(args.base_model)
-    rows = []
-    for g in train_groups:
-        enc = encode_group(g, tokenizer, args.max_length)
-        for b, w in g.pairs:
-            rows.append({"chosen_ids": enc.input_ids[b], "rejected_ids": enc.input_ids[w]})
+    encoded = [encode_group(g, tokenizer, args.max_length) for g in train_groups]
+    if args.composition == "groups":
+        # Our batches, in our order, every epoch's in turn: one pass over them, not shuffled.
+        steps = _our_batches_as_pairs(args, k, train_groups, tokenizer)
+        order = [pair for step in steps for pair in step]
+    else:
+        order = [(i, b, w) for i, g in enumerate(train_groups) for b, w in g.pairs]
+    rows = [
+        {"chosen_ids": encoded[i].input_ids[b], "rejected_ids": encoded[i].input_ids[w]} for i, b, w in order
+    ]
     dataset = datasets.Dataset.from_list(rows)
+    epochs = args.epochs
+    trainer_class = RewardTrainer
+    if args.composition == "groups":
+        epochs = 1
+
+        ends = list(itertools.accumulate(len(step) for step in steps))
+        batches = [list(range(end - len(step), end)) for step, end in zip(steps, ends, strict=True)]
+
+        class InOrderRewardTrainer(RewardTrainer):
+            def get_train_dataloader(self) -> Any:
+                loader = torch.utils.data.DataLoader(
+                    self.train_dataset, batch_sampler=batches, collate_fn=self.data_collator
+                )
+                return self.accelerator.prepare(loader)
+
+        trainer_class = InOrderRewardTrainer
     config = RewardConfig(
         output_dir=str(Path(args.workdir) / f"trl-k{k}"),
         per_device_train_batch_size=args.pairs_per_step,
-        num_train_epochs=args.epochs,
+        num_train_epochs=epochs,
         learning_rate=args.lr,
         lr_scheduler_type="linear",
         warmup_steps=0,
         weight_decay=0.0,
-        max_grad_norm=1.0,
+        # An infinite bound clips nothing but still makes the Trainer log the norm.
+        max_grad_norm=args.max_grad_norm or float("inf"),
         max_length=args.max_length,
         bf16=False,
         gradient_checkpointing=False,
         disable_dropout=True,
         seed=args.seed,
-        logging_steps=10**6,
+        logging_steps=1,  # every step's gradient norm
         save_strategy="no",
         eval_strategy="no",
         report_to="none",
         disable_tqdm=True,
     )
-    trainer = RewardTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
-    n_tokens = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows) * args.epochs
+    trainer = trainer_class(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    n_tokens = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows) * epochs
     start, cpu_start = time.perf_counter(), time.process_time()
     trainer.train()
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
@@ -135,16 +206,19 @@ def run_trl(args: argparse.Namespace, k: int) -> dict[str, Any]:
         "k": k,
         "seconds_per_epoch": seconds / args.epochs,
         "cpu_seconds_per_epoch": cpu_seconds / args.epochs,
-        "forwards_per_second": 2 * len(rows) * args.epochs / seconds,
-        "pairs_per_second": len(rows) * args.epochs / seconds,
+        "forwards_per_second": 2 * len(rows) * epochs / seconds,
+        "pairs_per_second": len(rows) * epochs / seconds,
         "tokens_per_second": n_tokens / seconds,
         "padding_fraction": None,
         "steps": trainer.state.global_step,
         "peak_rss_mb": _peak_rss_mb(),
         "pairwise_accuracy": metrics["pairwise_accuracy"],
         "kendall_tau": metrics["kendall_tau"],
-        "train_pairs": len(rows),
+        "train_pairs": sum(len(g.pairs) for g in train_groups),
         "eval_pairs": metrics["pairs"],
+        **_grad_norm_summary(
+            [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h], args.max_grad_norm
+        ),
     }
 
 
@@ -159,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--pairs-per-step", type=int, default=24, help="preference pairs per optimizer step")
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient-norm clipping bound; 0: none")
+    p.add_argument(
+        "--composition",
+        choices=["native", "pairs", "groups"],
+        default="native",
+        help="diagnostic: what a step holds. native: each trainer's own (ours whole groups, TRL shuffled "
+        "pairs); pairs: both shuffled single pairs; groups: both whole groups (TRL in our batch order)",
+    )
     p.add_argument("--eval-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=1, help="alternating runs per trainer; medians reported")
@@ -221,7 +303,7 @@ def main() -> None:
             med[trainer] = {
                 key: statistics.median(r[key] for r in rs) if rs[0][key] is not None else None
                 for key in rs[0]
-                if key not in ("trainer", "repeat")
+                if key not in ("trainer", "repeat", "grad_norms")
             }
         summary.append(
             {

@@ -30,3 +30,24 @@ def test_gpu_throughput_cpu_smoke_and_peak_table(capsys):
 def test_train_vs_trl_parser_defaults():
     args = _load("train_vs_trl").build_parser().parse_args([])
     assert args.settings == [4, 2] and args.pairs_per_step == 24 and args.max_length == 128
+
+
+def test_train_vs_trl_diagnostic_compositions_hold_the_same_pairs(minilm_tokenizer):
+    from training.reward_model import groups_from_records
+    from training.reward_model.synthetic import synthetic_records
+
+    bench = _load("train_vs_trl")
+    args = bench.build_parser().parse_args(["--items", "30", "--seed", "3", "--composition", "groups"])
+    assert args.max_grad_norm == 1.0
+    groups = groups_from_records(synthetic_records(30, k=4, seed=3))
+    all_pairs = sorted((i, b, w) for i, g in enumerate(groups) for b, w in g.pairs)
+    steps = bench._our_batches_as_pairs(args, 4, groups, minilm_tokenizer)
+    # Every step is whole groups (4 per step, 6 pairs each), and the epoch holds every pair once.
+    assert [len(s) for s in steps].count(24) == len(steps) - 1 and sorted(
+        p for s in steps for p in s
+    ) == all_pairs
+    assert all(len({i for i, _, _ in s}) * 6 == len(s) for s in steps)
+    singles = bench._one_group_per_pair(groups)
+    assert len(singles) == len(all_pairs) and all(
+        g.pairs == [(0, 1)] and len(g.answers) == 2 for g in singles
+    )

@@ -98,6 +98,34 @@ def test_same_seed_gives_identical_models(tiny_bert_dir, tmp_path):
     assert scores[0] == scores[1]
 
 
+def test_gradient_norm_before_clipping_and_share_of_clipped_steps_are_reported(tiny_bert_dir):
+    groups = groups_from_records(synthetic_records(24, k=3, seed=3, min_words=3, max_words=8))
+    runs = {}
+    for bound in (1e-6, None):  # every step clipped; no clipping at all
+        config = TrainConfig(
+            base_model=tiny_bert_dir,
+            epochs=1,
+            lr=1e-3,
+            max_length=32,
+            batch_tokens=256,
+            max_grad_norm=bound,
+            log_every=1,
+            seed=5,
+            show_progress_bar=False,
+        )
+        events = []
+        result = train(config, groups, on_event=events.append)
+        norms = [e["grad_norm"] for e in events if e["event"] == "progress"]
+        runs[bound] = (result, norms)
+        assert len(norms) == result["steps"] > 1 and all(n > 0 for n in norms)
+        assert result["grad_norm_mean"] == pytest.approx(sum(norms) / len(norms), rel=1e-4)
+        assert result["grad_norm_max"] == pytest.approx(max(norms), rel=1e-4)
+    assert runs[1e-6][0]["clipped_step_fraction"] == 1.0
+    assert runs[None][0]["clipped_step_fraction"] is None
+    # The norm is read before clipping: the first step (same model, same batch) reads the same either way.
+    assert runs[1e-6][1][0] == pytest.approx(runs[None][1][0], rel=1e-5)
+
+
 def test_decoder_with_chat_template_plackett_luce_and_accumulation(tiny_llama_dir, tmp_path):
     from transformers import AutoTokenizer, pipeline
 

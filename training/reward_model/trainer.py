@@ -73,6 +73,11 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
 
 
+def _significant(x: float) -> float:
+    """Six significant digits: gradient norms of small models are far below 1e-3."""
+    return float(f"{x:.6g}")
+
+
 def _step_term_count(batch: dict[str, Any], loss: str) -> int:
     """Number of loss terms in a micro-batch, known before the forward (see `batch_loss_sum`)."""
     if loss == "kwise":
@@ -261,6 +266,10 @@ def train(
     answers_seen = tokens_seen = padded_seen = 0
     step = 0
     last_loss = float("nan")
+    grad_norm_sum = torch.zeros((), device=device)
+    grad_norm_max = torch.zeros((), device=device)
+    clipped_steps = torch.zeros((), device=device)
+    grad_norm: torch.Tensor | None = None
     eval_metrics: dict[str, Any] = {}
     bar = tqdm(
         total=total_steps,
@@ -310,8 +319,15 @@ def train(
                 answers_seen += int(batch["input_ids"].shape[0])
                 tokens_seen += batch["n_tokens"]
                 padded_seen += int(batch["input_ids"].numel())
-            if config.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            # Measured even without clipping (an infinite bound multiplies by 1): the norm and how often the
+            # bound cuts it show whether clipping shrinks the steps. Kept on the device, read at the end.
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm or math.inf)
+            if grad_norm is not None:
+                grad_norm = grad_norm.detach().float()
+                grad_norm_sum += grad_norm
+                grad_norm_max = torch.maximum(grad_norm_max, grad_norm)
+                if config.max_grad_norm:
+                    clipped_steps += grad_norm > config.max_grad_norm
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -327,6 +343,7 @@ def train(
                         "total_steps": total_steps,
                         "epoch": epoch + (start + len(micro)) / max(len(plan), 1),
                         "loss": round(step_loss, 6),
+                        "grad_norm": None if grad_norm is None else _significant(float(grad_norm)),
                         "lr": scheduler.get_last_lr()[0],
                         "elapsed_seconds": round(train_seconds + time.perf_counter() - epoch_start, 3),
                         "answers_seen": answers_seen,
@@ -368,6 +385,16 @@ def train(
         "peak_memory_mb": round(peak_mb, 1),
         "peak_memory_kind": peak_kind,
         "final_loss": round(last_loss, 6),
+        # Gradient norm before clipping, over the optimizer steps (None where the backend does not report it).
+        "grad_norm_mean": _significant(float(grad_norm_sum) / step)
+        if step and grad_norm is not None
+        else None,
+        "grad_norm_max": _significant(float(grad_norm_max)) if step and grad_norm is not None else None,
+        "clipped_step_fraction": (
+            round(float(clipped_steps) / step, 4)
+            if step and grad_norm is not None and config.max_grad_norm
+            else None
+        ),
         "train_groups": len(train_enc),
         "eval_groups": len(eval_enc),
         "truncated_answers": truncated,
