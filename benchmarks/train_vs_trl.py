@@ -222,6 +222,106 @@ def run_trl(args: argparse.Namespace, k: int) -> dict[str, Any]:
     }
 
 
+def gradient_noise(args: argparse.Namespace, k: int) -> dict[str, Any]:
+    """How well one optimizer step's gradient estimates the whole epoch's, at the initial model.
+
+    Our steps (whole groups, the engine's own batch plan) against TRL-style steps (the same number of
+    shuffled pairs), both against the full-data gradient G (mean over every training pair): mean squared
+    deviation from G, cosine to G, and an Adam proxy, G . (G / sqrt(v)) with v the mean squared step
+    gradient per parameter (first-order loss decrease per unit learning rate of an Adam-normalised step).
+    """
+    import random
+
+    import torch
+    import torch.nn.functional as F
+
+    from training.reward_model.batching import collate, encode_group, plan_batches
+    from training.reward_model.loss import batch_loss_sum
+    from training.reward_model.modeling import disable_dropout, load_base
+
+    train_groups, _ = _data(args, k)
+    torch.manual_seed(args.seed)  # the same initial model as both trainers
+    model, tokenizer = load_base(args.base_model)
+    disable_dropout(model)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    enc = [encode_group(g, tokenizer, args.max_length) for g in train_groups]
+
+    def step_gradient(seqs: list[list[int]], types: list[list[int]] | None, loss_fn: Any) -> torch.Tensor:
+        model.zero_grad(set_to_none=True)
+        length = max(map(len, seqs))
+        ids = torch.full((len(seqs), length), tokenizer.pad_token_id)
+        mask, token_types = torch.zeros_like(ids), torch.zeros_like(ids)
+        for row, seq in enumerate(seqs):
+            ids[row, : len(seq)], mask[row, : len(seq)] = torch.tensor(seq), 1
+            if types is not None:
+                token_types[row, : len(seq)] = torch.tensor(types[row])
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        if types is not None:
+            inputs["token_type_ids"] = token_types
+        loss_fn(model(**inputs).logits[:, 0]).backward()
+        return torch.cat([p.grad.reshape(-1) for p in params])
+
+    def ours(batch: list[int]) -> torch.Tensor:
+        b = collate([enc[i] for i in batch], tokenizer.pad_token_id)
+        seqs = [ids for i in batch for ids in enc[i].input_ids]
+        types = [t for i in batch for t in enc[i].token_type_ids] if "token_type_ids" in b else None
+
+        def loss(rewards: torch.Tensor) -> torch.Tensor:
+            total, count = batch_loss_sum(rewards, b["better"], b["worse"], b["pair_group"], b["rankings"])
+            return total / count
+
+        return step_gradient(seqs, types, loss)
+
+    def trl(pairs: list[tuple[int, int, int]]) -> torch.Tensor:
+        seqs = [enc[i].input_ids[c] for i, c, _ in pairs] + [enc[i].input_ids[r] for i, _, r in pairs]
+        types = None
+        if enc[0].token_type_ids is not None:
+            types = [enc[i].token_type_ids[c] for i, c, _ in pairs] + [
+                enc[i].token_type_ids[r] for i, _, r in pairs
+            ]
+
+        def loss(rewards: torch.Tensor) -> torch.Tensor:
+            chosen, rejected = rewards.chunk(2)
+            return -F.logsigmoid(chosen - rejected).mean()
+
+        return step_gradient(seqs, types, loss)
+
+    per_step = max(1, args.pairs_per_step // (k * (k - 1) // 2))
+    our_steps = plan_batches(enc, 10**9, per_step, shuffle=True, seed=args.seed * 1000)
+    n_pairs = sum(len(g.pairs) for g in enc)
+    full = sum(ours(b) * sum(len(enc[i].pairs) for i in b) for b in our_steps) / n_pairs
+    pairs = [(i, b, w) for i, g in enumerate(enc) for b, w in g.pairs]
+    random.Random(args.seed).shuffle(pairs)
+    trl_steps = [pairs[i : i + args.pairs_per_step] for i in range(0, len(pairs), args.pairs_per_step)]
+
+    def summary(gradients: Any) -> dict[str, Any]:
+        norms, deviations, cosines = [], [], []
+        squares = torch.zeros_like(full)
+        for g in gradients:
+            norms.append(float(g.norm()))
+            deviations.append(float((g - full).norm() ** 2))
+            cosines.append(float(g @ full / (g.norm() * full.norm())))
+            squares += g * g
+        v = squares / len(norms)
+        return {
+            "steps": len(norms),
+            "grad_norm_mean": statistics.fmean(norms),
+            "mean_squared_deviation_from_full": statistics.fmean(deviations),
+            "mean_cosine_to_full": statistics.fmean(cosines),
+            "adam_descent_rate": float((full * full / (v.sqrt() + 1e-8)).sum()),
+        }
+
+    return {
+        "k": k,
+        "seed": args.seed,
+        "train_pairs": n_pairs,
+        "full_grad_norm": float(full.norm()),
+        "ours": summary(ours(b) for b in our_steps),
+        "trl": summary(trl(p) for p in trl_steps),
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Benchmark options; `--child` is internal (one trainer, one setting, JSON on stdout)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -249,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="/tmp/rewardlab-bench")
     p.add_argument("--json-out", default=None)
     p.add_argument("--child", choices=["ours", "trl"], default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--gradient-noise",
+        action="store_true",
+        help="diagnostic: no training; compare one step's gradient to the epoch's at the initial model "
+        "(ours vs TRL-style steps, K = --settings[0]) and print it as JSON",
+    )
     p.add_argument("--k", type=int, default=4, help=argparse.SUPPRESS)
     return p
 
@@ -280,6 +386,13 @@ def _fmt(x: Any, spec: str) -> str:
 def main() -> None:
     """Run both trainers on every setting, alternating, and print a Markdown table plus a JSON line."""
     args = build_parser().parse_args()
+    if args.gradient_noise:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(json.dumps(gradient_noise(args, args.settings[0])), flush=True)
+        return
     if args.child:
         _child(args)
         return

@@ -51,3 +51,18 @@ def test_train_vs_trl_diagnostic_compositions_hold_the_same_pairs(minilm_tokeniz
     assert len(singles) == len(all_pairs) and all(
         g.pairs == [(0, 1)] and len(g.answers) == 2 for g in singles
     )
+
+
+def test_train_vs_trl_gradient_noise_compares_step_gradients_to_the_epochs(tiny_bert_dir):
+    bench = _load("train_vs_trl")
+    args = bench.build_parser().parse_args(
+        ["--base-model", tiny_bert_dir, "--items", "12", "--max-length", "48"]
+    )
+    out = bench.gradient_noise(args, 4)
+    # 24 pairs a step either way: whole groups for ours, shuffled pairs for TRL; same full gradient.
+    assert out["ours"]["steps"] == out["trl"]["steps"] == -(-out["train_pairs"] // 24)
+    for side in ("ours", "trl"):
+        assert (
+            -1 <= out[side]["mean_cosine_to_full"] <= 1 and out[side]["mean_squared_deviation_from_full"] >= 0
+        )
+        assert out[side]["grad_norm_mean"] > 0 and out[side]["adam_descent_rate"] > 0
