@@ -19,10 +19,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models import Count, F, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from .item_html import item_rendering
 from .models import Answer, Assignment, Item, Project, Ranking
 
 COMMENT_MAX_LENGTH = 5000
@@ -155,13 +156,6 @@ def _fetch_one(sql: str, params: list) -> tuple | None:
         return cursor.fetchone()
 
 
-def _shuffled_answer_ids(item_id: int) -> list[int]:
-    answers = Answer.objects.filter(item_id=item_id).order_by("position")
-    answer_ids = list(answers.values_list("pk", flat=True))
-    random.SystemRandom().shuffle(answer_ids)
-    return answer_ids
-
-
 class _FreeItemsAllLocked(Exception):
     """Every item with a free slot was locked by another request at that instant."""
 
@@ -214,20 +208,36 @@ def _lease_new_item(
         if row is None:
             return None
         item_id, _, _, lapsed_lease_id = row
-        Item.objects.filter(pk=item_id).update(open_lease_count=F("open_lease_count") + 1)
+        item = (
+            Item.objects.only("id", "conversation", "rendered")
+            .prefetch_related(Prefetch("answers", queryset=Answer.objects.only("id", "item_id", "text")))
+            .get(pk=item_id)
+        )
+        # The first lease of an item stores its HTML in the counter update it makes anyway; the payload
+        # of this and every later lease reads it from there instead of converting Markdown again.
+        changes = {"open_lease_count": F("open_lease_count") + 1}
+        rendered = item_rendering(item, item.answers.all())
+        if rendered != item.rendered:
+            changes["rendered"] = item.rendered = rendered
+        Item.objects.filter(pk=item_id).update(**changes)
         if lapsed_lease_id is not None:
             # The same person comes back to an item whose lease ran out: reopen it, same answer order.
             Assignment.objects.filter(pk=lapsed_lease_id).update(
                 status=Assignment.Status.OPEN, expires_at=_lease_expiry(now), finished_at=None
             )
-            return Assignment.objects.get(pk=lapsed_lease_id)
-        return Assignment.objects.create(
-            item_id=item_id,
-            project=project,
-            annotator=annotator,
-            answer_order=_shuffled_answer_ids(item_id),
-            expires_at=_lease_expiry(now),
-        )
+            lease = Assignment.objects.get(pk=lapsed_lease_id)
+        else:
+            answer_ids = [answer.pk for answer in item.answers.all()]
+            random.SystemRandom().shuffle(answer_ids)
+            lease = Assignment.objects.create(
+                item=item,
+                project=project,
+                annotator=annotator,
+                answer_order=answer_ids,
+                expires_at=_lease_expiry(now),
+            )
+        lease.item = item  # with its answers loaded, for the caller's payload
+        return lease
 
 
 def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignment | None:

@@ -6,6 +6,7 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Avg, Count, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Least
 from django.utils import timezone
@@ -34,12 +35,21 @@ def _project_totals(project: Project) -> tuple[int, int]:
 
 def annotator_progress(*, annotator: AbstractBaseUser, project: Project) -> dict[str, int]:
     """The annotator's rankings today and in total, and the project's rankings collected out of wanted."""
-    mine = Ranking.objects.filter(annotator=annotator, item__project=project, source=Ranking.Source.HUMAN)
-    counts = mine.aggregate(total=Count("id"), today=Count("id", filter=Q(created_at__gte=_start_of_today())))
+    # Plain SQL: it runs with every "next", and composing the aggregate through the ORM cost more CPU
+    # than PostgreSQL spends on it (an index range on `ranking_annotator_created_idx`).
+    sql = f"""
+        SELECT COUNT(*), COALESCE(SUM(CASE WHEN ranking.created_at >= %s THEN 1 ELSE 0 END), 0)
+          FROM {Ranking._meta.db_table} ranking
+          JOIN {Item._meta.db_table} item ON item.id = ranking.item_id
+         WHERE ranking.annotator_id = %s AND ranking.source = %s AND item.project_id = %s
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [_start_of_today(), annotator.pk, Ranking.Source.HUMAN.value, project.pk])
+        total, today = cursor.fetchone()
     project_done, project_wanted = _project_totals(project)
     return {
-        "mine_today": counts["today"],
-        "mine_total": counts["total"],
+        "mine_today": today,
+        "mine_total": total,
         "project_done": project_done,
         "project_wanted": project_wanted,
     }

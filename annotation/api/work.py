@@ -18,8 +18,9 @@ from ..assignment import (
     assignment_skip,
     ranking_submit,
 )
+from ..item_html import item_rendering
 from ..markdown import render_markdown
-from ..models import Answer, Assignment, Item, Project
+from ..models import Assignment, Project
 from ..progress import annotator_progress
 
 NO_MORE_WORK = "No more items to rank in this project. Thank you!"
@@ -109,30 +110,22 @@ class SkipResponseSerializer(serializers.Serializer):
 def _assignment_payload(assignment: Assignment, project: Project) -> dict:
     # Built as plain data in the shape of WorkAssignmentSerializer (which documents it and which the
     # tests hold it to): "next" is the hottest call, and walking the nested serializers cost more CPU
-    # than the queries behind it.
-    item = Item.objects.only("id", "conversation").get(pk=assignment.item_id)
-    answers = {answer.pk: answer for answer in Answer.objects.filter(item_id=item.pk)}
+    # than the queries behind it. A lease made just now comes with its item and answers loaded.
+    item = assignment.item
+    answers = {answer.pk: answer for answer in item.answers.all()}
+    shown = [answers[answer_id] for answer_id in assignment.answer_order if answer_id in answers]
+    rendered = item_rendering(item, shown)
     return {
         "id": assignment.pk,
         "item_id": item.pk,
         "expires_at": assignment.expires_at,
         "conversation": [
-            {
-                "role": turn.get("role"),
-                "content": turn.get("content", ""),
-                "html": render_markdown(turn.get("content", "")),
-            }
-            for turn in item.conversation
+            {"role": turn.get("role"), "content": turn.get("content", ""), "html": html}
+            for turn, html in zip(item.conversation, rendered["conversation"], strict=True)
         ],
         "answers": [
-            {
-                "id": answer.pk,
-                "text": answer.text,
-                "html": render_markdown(answer.text),
-            }
-            for answer in (
-                answers[answer_id] for answer_id in assignment.answer_order if answer_id in answers
-            )
+            {"id": answer.pk, "text": answer.text, "html": rendered["answers"][str(answer.pk)]}
+            for answer in shown
         ],
         "project": {
             "id": project.pk,

@@ -1,0 +1,107 @@
+"""Each item's Markdown is rendered by the first lease, stored on the item, and read by later leases."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from annotation.item_html import FORMAT
+from annotation.models import Answer, Item
+from tests.factories import ItemFactory, ProjectFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fast_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def _client():
+    client = APIClient()
+    client.force_authenticate(UserFactory())
+    return client
+
+
+def _next(client, project) -> dict:
+    response = client.post(f"/api/projects/{project.pk}/next/", format="json")
+    assert response.status_code == 200, response.content
+    return response.json()["assignment"]
+
+
+def _html_by_answer(assignment: dict) -> dict[int, str]:
+    return {answer["id"]: answer["html"] for answer in assignment["answers"]}
+
+
+@pytest.fixture
+def item():
+    project = ProjectFactory(rankings_per_item=3)
+    return ItemFactory(
+        project=project,
+        conversation=[{"role": "user", "content": "Is **this** safe?"}],
+        answers=["*yes*", "no <script>alert(1)</script>", "`maybe`"],
+    )
+
+
+def test_the_first_lease_stores_the_html_it_served(item):
+    assert item.rendered is None
+    served = _next(_client(), item.project)
+    item.refresh_from_db()
+    assert item.rendered["format"] == FORMAT
+    assert item.rendered["conversation"] == [turn["html"] for turn in served["conversation"]]
+    assert {int(k): v for k, v in item.rendered["answers"].items()} == _html_by_answer(served)
+    assert item.open_lease_count == 1, "the counter update that stores the HTML still counts the lease"
+    assert "&lt;script&gt;" in item.rendered["answers"][str(item.answers.get(position=1).pk)]
+
+
+def test_later_leases_read_the_stored_html_instead_of_rendering_again(item):
+    _next(_client(), item.project)
+    # Mark the stored copy: if the second annotator's payload shows the marks, it came from the row.
+    stored = Item.objects.get(pk=item.pk).rendered
+    marked = {
+        **stored,
+        "conversation": ["<p>stored turn</p>"],
+        "answers": {answer_id: f"<p>stored {answer_id}</p>" for answer_id in stored["answers"]},
+    }
+    Item.objects.filter(pk=item.pk).update(rendered=marked)
+    served = _next(_client(), item.project)
+    assert served["conversation"][0]["html"] == "<p>stored turn</p>"
+    assert _html_by_answer(served) == {int(k): v for k, v in marked["answers"].items()}
+
+
+def test_editing_an_answer_or_the_conversation_renders_again(item):
+    _next(_client(), item.project)
+    answer = item.answers.get(position=0)
+    answer.text = "**changed**"
+    answer.save()
+    assert Item.objects.get(pk=item.pk).rendered is None
+    served = _next(_client(), item.project)
+    assert _html_by_answer(served)[answer.pk] == "<p><strong>changed</strong></p>"
+
+    item.refresh_from_db()
+    item.conversation = [{"role": "user", "content": "_new_ question"}]
+    item.save()
+    assert Item.objects.get(pk=item.pk).rendered is None
+    assert _next(_client(), item.project)["conversation"][0]["html"] == "<p><em>new</em> question</p>"
+
+
+def test_saving_only_the_counters_keeps_the_stored_html(item):
+    _next(_client(), item.project)
+    item.refresh_from_db()
+    item.save(update_fields=["human_ranking_count"])
+    assert Item.objects.get(pk=item.pk).rendered is not None
+
+
+def test_an_answer_added_later_and_html_of_an_older_format_are_rendered_on_the_spot(item):
+    _next(_client(), item.project)
+    Answer.objects.bulk_create(  # bulk_create skips save(), like an import adding to an existing item
+        [Answer(item=item, project=item.project, position=3, text="a _late_ answer")]
+    )
+    served = _next(_client(), item.project)
+    late = item.answers.get(position=3)
+    assert _html_by_answer(served)[late.pk] == "<p>a <em>late</em> answer</p>"
+    assert str(late.pk) in Item.objects.get(pk=item.pk).rendered["answers"]
+
+    old = {**Item.objects.get(pk=item.pk).rendered, "format": FORMAT - 1, "conversation": ["<p>old</p>"]}
+    Item.objects.filter(pk=item.pk).update(rendered=old)
+    served = _next(_client(), item.project)
+    assert served["conversation"][0]["html"] == "<p>Is <strong>this</strong> safe?</p>"
+    assert Item.objects.get(pk=item.pk).rendered["format"] == FORMAT
