@@ -128,16 +128,16 @@ def load_items(*, items: int, answers: int, annotators: int, rankings_per_item: 
 
 
 def reset_work(project) -> None:
-    """Forget earlier runs' leases and rankings so that every run starts from the same state."""
+    """Forget earlier runs' leases, rankings and stored HTML: each run starts as a fresh import."""
     from django.db import connection
 
     from annotation.models import Assignment, Item, Ranking
 
     Assignment.objects.filter(project=project).delete()
     Ranking.objects.filter(item__project=project, source=Ranking.Source.HUMAN).delete()
-    Item.objects.filter(project=project).exclude(human_ranking_count=0, open_lease_count=0).update(
-        human_ranking_count=0, open_lease_count=0
-    )
+    Item.objects.filter(project=project).exclude(
+        human_ranking_count=0, open_lease_count=0, rendered__isnull=True
+    ).update(human_ranking_count=0, open_lease_count=0, rendered=None)
     with connection.cursor() as cursor:
         for table in ("annotation_item", "annotation_answer", "annotation_assignment", "annotation_ranking"):
             cursor.execute(f"VACUUM ANALYZE {table}")
