@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import sys
 import zlib
 from collections.abc import Iterator
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tqdm import tqdm
+
+from .hh import ANSWER_MARKER, hh_turns
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +37,6 @@ MAX_EXTERNAL_ID = 255
 MAX_MODEL_NAME = 200
 GZIP_MAGIC = b"\x1f\x8b"
 # `System:` turns are what our own `pairs` export writes for a conversation with a system prompt.
-HH_TURN = re.compile(r"\n\nHuman:|\n\nAssistant:|\n\nSystem:")
-HH_ROLES = {"\n\nHuman:": "user", "\n\nAssistant:": "assistant", "\n\nSystem:": "system"}
-HH_ASSISTANT = "\n\nAssistant:"
 # What a message-row parser keeps of each row until its tree is complete (texts, not labels/detoxify).
 OASST_KEPT_FIELDS = (
     "message_id",
@@ -418,33 +416,12 @@ def _pair_items(source: JsonLines) -> Iterator[ImportedItem]:
             yield item
 
 
-def _hh_turns(text: str) -> list[dict[str, str]]:
-    """Split `\\n\\nHuman: ...\\n\\nAssistant: ...` into turns (text before the first marker: system)."""
-    turns = []
-    role = None
-    start = 0
-    for marker in HH_TURN.finditer(text):
-        content = text[start : marker.start()].strip()
-        if role is not None:
-            turns.append({"role": role, "content": content})
-        elif content:
-            turns.append({"role": "system", "content": content})
-        role = HH_ROLES[marker.group()]
-        start = marker.end()
-    content = text[start:].strip()
-    if role is not None:
-        turns.append({"role": role, "content": content})
-    elif content:
-        turns.append({"role": "user", "content": content})
-    return turns
-
-
 def _split_hh(source: JsonLines, line: int, text: str, what: str) -> tuple[str, str]:
     """Cut HH text at its last `\\n\\nAssistant:` into (the conversation before it, the answer after it)."""
-    cut = text.rfind(HH_ASSISTANT)
+    cut = text.rfind(ANSWER_MARKER)
     if cut < 0:
         source.fail(line, f'{what} has no "\\n\\nAssistant:" turn to take the answer from')
-    return text[:cut], text[cut + len(HH_ASSISTANT) :].strip()
+    return text[:cut], text[cut + len(ANSWER_MARKER) :].strip()
 
 
 def _pair_item(source: JsonLines, line: int, row: dict[str, Any]) -> ImportedItem | None:
@@ -463,12 +440,12 @@ def _pair_item(source: JsonLines, line: int, row: dict[str, Any]) -> ImportedIte
                 source.fail(line, 'chosen and rejected differ before their last "\\n\\nAssistant:"')
             if "\n\nHuman:" not in prefix:
                 source.fail(line, 'chosen has no "\\n\\nHuman:" turn before its answer')
-            conversation = _hh_turns(prefix)
+            conversation = hh_turns(prefix)
         elif isinstance(prompt, str):
             _string(source, line, prompt, "prompt")
             if "\n\nHuman:" in prompt:
                 # TRL's explicit-prompt copy of Anthropic HH keeps the markers in the prompt.
-                conversation = _hh_turns(prompt.rstrip().removesuffix(HH_ASSISTANT))
+                conversation = hh_turns(prompt)  # its closing empty Assistant: turn is dropped
                 chosen_text, rejected_text = chosen.strip(), rejected.strip()
             else:
                 conversation = [{"role": "user", "content": prompt}]

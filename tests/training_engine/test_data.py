@@ -8,12 +8,12 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from annotation.hh import hh_turns
 from training.reward_model.data import (
     Group,
     ReadReport,
     groups_from_records,
     normalize_conversation,
-    parse_hh_transcript,
     ranking_from_pairs,
     read_groups,
     split_groups,
@@ -111,7 +111,7 @@ def test_pairs_chat_and_implicit_hh_prompts():
 
 
 def test_hh_parser_and_ranking_recovery():
-    assert parse_hh_transcript("Human: a\n\nAssistant: b") == [
+    assert hh_turns("Human: a\n\nAssistant: b") == [
         {"role": "user", "content": "a"},
         {"role": "assistant", "content": "b"},
     ]

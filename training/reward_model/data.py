@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from annotation.pairs import ranking_pairs  # pure Python: no Django
+from annotation.hh import hh_turns  # pure Python: no Django
+from annotation.pairs import ranking_pairs
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def normalize_conversation(conversation: Any) -> list[Message]:
         return []
     if isinstance(conversation, str):
         if "\n\nHuman:" in conversation or conversation.startswith(("Human:", "\n\nSystem:")):
-            return parse_hh_transcript(conversation)
+            return hh_turns(conversation)
         return [{"role": "user", "content": conversation}]
     out = []
     for m in conversation:
@@ -74,37 +75,6 @@ def normalize_conversation(conversation: Any) -> list[Message]:
             {"role": _ROLE_ALIASES.get(role, role), "content": "" if content is None else str(content)}
         )
     return out
-
-
-def parse_hh_transcript(text: str) -> list[Message]:
-    """Split an Anthropic-HH style "\\n\\nHuman: ...\\n\\nAssistant: ..." transcript into messages."""
-    messages: list[Message] = []
-    rest = text
-    markers = (("\n\nHuman:", "user"), ("\n\nAssistant:", "assistant"), ("\n\nSystem:", "system"))
-    if rest.startswith(("Human:", "Assistant:", "System:")):
-        rest = "\n\n" + rest
-    while rest:
-        hits = [(rest.find(m), m, r) for m, r in markers if rest.find(m) != -1]
-        if not hits:
-            if messages:
-                messages[-1]["content"] += rest
-            elif rest.strip():
-                messages.append({"role": "user", "content": rest.strip()})
-            break
-        pos, marker, role = min(hits)
-        if pos > 0:
-            if messages:
-                messages[-1]["content"] += rest[:pos]
-            elif rest[:pos].strip():  # text before the first speaker tag is kept as a user turn
-                messages.append({"role": "user", "content": rest[:pos]})
-        rest = rest[pos + len(marker) :]
-        messages.append({"role": role, "content": ""})
-    for m in messages:
-        m["content"] = m["content"].strip()
-    # A trailing empty assistant turn is the generation slot, not a message.
-    if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
-        messages.pop()
-    return messages
 
 
 def pairs_from_ranking(ranking: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
