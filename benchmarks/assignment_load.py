@@ -57,6 +57,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
+        "--mode",
+        choices=["rank", "progress"],
+        default="rank",
+        help="rank: next → submit; progress: only GET progress, the floor of an authenticated API call",
+    )
+    parser.add_argument(
         "--explain-only", action="store_true", help="only print the next-item plan on the data as it stands"
     )
     return parser.parse_args()
@@ -254,6 +260,7 @@ def next_item_plan(project, username: str) -> str:
 
 def main() -> None:
     args = parse_args()
+    os.environ["BENCH_MODE"] = args.mode  # read by the Locust users
     database_url = ensure_database(args.server_url, f"rewardlab_bench_{args.items}")
     env = server_environment(database_url)
     migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"]
@@ -338,6 +345,7 @@ def main() -> None:
         "items": args.items,
         "annotators": args.annotators,
         "duration_s": args.duration,
+        "mode": args.mode,
         "gunicorn": f"{args.workers} workers × {args.threads} threads",
         "items_ranked": ranked,
         "items_per_s": round(ranked / args.duration, 1),

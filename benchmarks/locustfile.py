@@ -15,6 +15,9 @@ from locust.exception import StopUser
 
 TOKENS = [token for token in os.environ.get("BENCH_TOKENS", "").split(",") if token]
 PROJECT_ID = int(os.environ.get("BENCH_PROJECT_ID", "0"))
+# "rank" loops next → submit; "progress" loops the cheapest authenticated call, GET progress (token,
+# project, one count): the floor that any endpoint of this API pays, for comparison.
+MODE = os.environ.get("BENCH_MODE", "rank")
 # Each simulated annotator takes a token of its own: two users on one token would share one lease.
 _unused_tokens = list(reversed(TOKENS))
 
@@ -33,6 +36,9 @@ class Annotator(FastHttpUser):
 
     @task
     def rank_one_item(self) -> None:
+        if MODE == "progress":
+            self.client.get(f"/api/projects/{PROJECT_ID}/progress/", headers=self.headers, name="progress")
+            return
         with self.client.post(
             f"/api/projects/{PROJECT_ID}/next/", headers=self.headers, name="next", catch_response=True
         ) as response:
