@@ -341,6 +341,7 @@ def main() -> None:
 
     ranked = Ranking.objects.filter(item__project=project, source=Ranking.Source.HUMAN).count()
     plan = next_item_plan(project, "bench-annotator-0")
+    requests = int(stats["Aggregated"]["Request Count"]) if "Aggregated" in stats else 0
     figures = {
         "items": args.items,
         "annotators": args.annotators,
@@ -353,6 +354,11 @@ def main() -> None:
         "web_cpu_ms_per_item": round(1000 * web_cpu / max(ranked, 1), 1),
         "db_cpu_ms_per_item": round(1000 * db_cpu / max(ranked, 1), 1),
         "locust_cpu_ms_per_item": round(1000 * load_cpu / max(ranked, 1), 1),
+        "cpu_ms_per_request": {
+            "gunicorn": round(1000 * web_cpu / max(requests, 1), 2),
+            "postgresql": round(1000 * db_cpu / max(requests, 1), 2),
+            "locust": round(1000 * load_cpu / max(requests, 1), 2),
+        },
         "load_average_before": load_before,
         "load_average_after": load_after,
         "requests": {
@@ -383,10 +389,13 @@ def main() -> None:
     print()
     print(f"Gunicorn: {figures['gunicorn']}; load average before/after: {load_before} / {load_after}")
     print()
-    print(
-        f"CPU per ranked item (next + submit): gunicorn {figures['web_cpu_ms_per_item']} ms, "
-        f"PostgreSQL {figures['db_cpu_ms_per_item']} ms, Locust {figures['locust_cpu_ms_per_item']} ms"
-    )
+    if args.mode == "rank":
+        print(
+            f"CPU per ranked item (next + submit): gunicorn {figures['web_cpu_ms_per_item']} ms, "
+            f"PostgreSQL {figures['db_cpu_ms_per_item']} ms, Locust {figures['locust_cpu_ms_per_item']} ms"
+        )
+    per_request = ", ".join(f"{name} {ms} ms" for name, ms in figures["cpu_ms_per_request"].items())
+    print(f"CPU per request: {per_request}")
     print()
     print("Next-item query after the run (annotator bench-annotator-0):")
     print()
