@@ -104,6 +104,7 @@ def run_ours(args: argparse.Namespace, k: int) -> dict[str, Any]:
         seed=args.seed,
         bf16=False,
         max_grad_norm=args.max_grad_norm or None,
+        loss=args.loss,
         log_every=1,  # every step's gradient norm, as TRL logs it below
         show_progress_bar=False,
     )
@@ -333,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--pairs-per-step", type=int, default=24, help="preference pairs per optimizer step")
+    p.add_argument(
+        "--loss", choices=["kwise", "plackett-luce"], default="kwise", help="our trainer's loss (TRL: pairs)"
+    )
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient-norm clipping bound; 0: none")
     p.add_argument(
         "--composition",
