@@ -209,9 +209,15 @@ def test_cli_train_evaluate_score_protocol(tiny_bert_dir, tmp_path, capsys):
     assert kinds[0] == "start" and kinds[-1] == "result" and "progress" in kinds and "eval" in kinds
     progress = next(e for e in events if e["event"] == "progress")
     assert {"step", "total_steps", "epoch", "loss"} <= set(progress)
+    # Every field the protocol in cli.py documents for a progress event, with a measured gradient norm.
+    documented = "event step total_steps epoch loss grad_norm lr elapsed_seconds answers_seen tokens_seen"
+    assert set(progress) == set(documented.split())
+    assert progress["grad_norm"] > 0
     result = events[-1]
     for key in ("train_seconds", "answers_per_second", "tokens_per_second", "peak_memory_mb", "eval"):
         assert key in result
+    for key in ("grad_norm_mean", "grad_norm_max", "clipped_step_fraction"):
+        assert result[key] is not None
     assert read_metadata(out)["data_sha256"]
 
     assert main(["evaluate", "--model", str(out), "--data", str(data)]) == 0

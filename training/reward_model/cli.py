@@ -10,14 +10,15 @@ to stderr. A parent reads stdout line by line:
     {"event": "read", "rows": n, "groups": n, "skipped_rows": {reason: count}}   rows left out, with why
     {"event": "data", "train_groups": n, "eval_groups": n, "train_answers": n, "train_pairs": n,
      "truncated_answers": n, "tokenize_seconds": s}
-    {"event": "progress", "step": n, "total_steps": N, "epoch": float, "loss": x, "lr": x,
-     "elapsed_seconds": s, "answers_seen": n, "tokens_seen": n}
+    {"event": "progress", "step": n, "total_steps": N, "epoch": float, "loss": x, "grad_norm": x, "lr": x,
+     "elapsed_seconds": s, "answers_seen": n, "tokens_seen": n}        grad_norm: before clipping
                                                  every --log-every optimizer steps and at the last step
     {"event": "epoch", "epoch": e, "seconds": s, "step": n}
     {"event": "eval", "epoch": e, "step": n, "pairwise_accuracy": x, "pairs": n, "items": n,
      "best_vs_worst_accuracy": x, "ranked_items": n, "kendall_tau": x}       after each epoch
     {"event": "result", "output_dir": ..., "train_seconds": s, "answers_per_second": x,
-     "tokens_per_second": x, "peak_memory_mb": x, "eval": {...metrics...}, ...}       always the last line
+     "tokens_per_second": x, "peak_memory_mb": x, "grad_norm_mean": x, "grad_norm_max": x,
+     "clipped_step_fraction": x, "eval": {...metrics...}, ...}                     always the last line
 ``evaluate``
     one line: {"event": "result", "pairwise_accuracy": x, "pairs": n, "items": n, ...}
 ``score``
