@@ -125,25 +125,21 @@
       comment: ui.comment.value.trim(),
       seconds_spent: Math.round((performance.now() - shownAt) / 100) / 10,
     };
-    setBusy(true);
-    try {
-      await post(settings.submit_url_template.replace("{id}", assignment.id), body);
-      announce("Ranking saved. Loading the next item…");
-    } catch (error) {
-      setBusy(false);
-      showError(error.message, error.status);
-      return;
-    }
-    await loadNext();
+    await finishItem(settings.submit_url_template, body, "Ranking saved. Loading the next item…");
   }
 
   async function skip() {
     if (!assignment || busy) return;
     clearError();
+    await finishItem(settings.skip_url_template, null, "Item skipped. Loading the next item…");
+  }
+
+  // Submit and skip both close the current lease and then load the next item; a refusal keeps the item.
+  async function finishItem(urlTemplate, body, doneMessage) {
     setBusy(true);
     try {
-      await post(settings.skip_url_template.replace("{id}", assignment.id));
-      announce("Item skipped. Loading the next item…");
+      await post(urlTemplate.replace("{id}", assignment.id), body);
+      announce(doneMessage);
     } catch (error) {
       setBusy(false);
       showError(error.message, error.status);
