@@ -6,24 +6,17 @@ equal strength are locked in a fixed order derived from `candidates`, so the res
 the order the rankings arrive in.
 """
 
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from .agreement import Mean, Ranking, kendall_tau_b, rank_levels
+from .pairs import ranking_pairs
 
 
 def pairwise_wins(rankings: Sequence[Ranking]) -> dict[tuple[Hashable, Hashable], int]:
     """How many rankings put the first answer of each ordered pair above the second."""
-    wins: dict[tuple[Hashable, Hashable], int] = defaultdict(int)
-    for ranking in rankings:
-        groups = [list(group) for group in ranking if group]
-        for level, better in enumerate(groups):
-            for worse in groups[level + 1 :]:
-                for a in better:
-                    for b in worse:
-                        wins[(a, b)] += 1
-    return wins
+    return Counter((pair.chosen, pair.rejected) for ranking in rankings for pair in ranking_pairs(ranking))
 
 
 def ranked_pairs(rankings: Sequence[Ranking], *, candidates: Sequence[Hashable] = ()) -> list[list[Hashable]]:
