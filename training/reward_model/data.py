@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from annotation.hh import hh_turns  # pure Python: no Django
+from annotation.hh import ANSWER_MARKER, hh_turns  # pure Python: no Django
 from annotation.pairs import ranking_pairs
 
 log = logging.getLogger(__name__)
@@ -307,10 +307,10 @@ def _split_implicit(chosen: str, rejected: str) -> tuple[str, str, str]:
         if a != b:
             break
         common += 1
-    cut = chosen.rfind("\n\nAssistant:", 0, common + 1)
+    cut = chosen.rfind(ANSWER_MARKER, 0, common + 1)
     if cut == -1:
         return "", chosen, rejected
-    cut += len("\n\nAssistant:")
+    cut += len(ANSWER_MARKER)
     return chosen[:cut], chosen[cut:].strip(), rejected[cut:].strip()
 
 
