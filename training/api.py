@@ -67,30 +67,30 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TrainingArgumentsField(serializers.DictField):
+    """Training options, checked and typed by the service that reads them."""
+
+    def to_internal_value(self, data):
+        try:
+            return services.training_arguments_validate(arguments=super().to_internal_value(data))
+        except services.TrainingError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+
 class TrainingRunCreateSerializer(serializers.Serializer):
     project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
-    arguments = serializers.DictField(
+    arguments = TrainingArgumentsField(
         required=False,
         default=dict,
         help_text="Overrides of the project's training_arguments: base_model, epochs, lr, max_length, "
         "batch_tokens, seed, eval_fraction.",
     )
 
-    def validate_arguments(self, value):
-        try:
-            return services.training_arguments_validate(arguments=value)
-        except services.TrainingError as exc:
-            raise serializers.ValidationError(str(exc)) from exc
-
 
 class TrainingRunRetrySerializer(serializers.Serializer):
-    arguments = serializers.DictField(required=False, default=dict, help_text="Overrides, e.g. fewer epochs.")
-
-    def validate_arguments(self, value):
-        try:
-            return services.training_arguments_validate(arguments=value)
-        except services.TrainingError as exc:
-            raise serializers.ValidationError(str(exc)) from exc
+    arguments = TrainingArgumentsField(
+        required=False, default=dict, help_text="Overrides, e.g. fewer epochs."
+    )
 
 
 class RewardModelSerializer(serializers.ModelSerializer):
