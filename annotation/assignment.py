@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Prefetch, Subquery
+from django.db.models import Count, F, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -400,24 +400,16 @@ def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser) -> Assig
     return assignment
 
 
+def _count_per_item(rows: QuerySet) -> Coalesce:
+    # The number of `rows` that belong to the outer query's item, 0 when none do.
+    per_item = rows.filter(item_id=OuterRef("pk")).order_by().values("item_id").annotate(n=Count("id"))
+    return Coalesce(Subquery(per_item.values("n")), 0)
+
+
 def item_counters_recount(*, project: Project) -> int:
     """Set every item's ranking and lease counters from the rows (after admin edits); returns items fixed."""
-    rankings = (
-        Ranking.objects.filter(item_id=OuterRef("pk"), source=Ranking.Source.HUMAN)
-        .order_by()
-        .values("item_id")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    leases = (
-        Assignment.objects.filter(item_id=OuterRef("pk"), status=Assignment.Status.OPEN)
-        .order_by()
-        .values("item_id")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    ranked = Coalesce(Subquery(rankings), 0)
-    leased = Coalesce(Subquery(leases), 0)
+    ranked = _count_per_item(Ranking.objects.filter(source=Ranking.Source.HUMAN))
+    leased = _count_per_item(Assignment.objects.filter(status=Assignment.Status.OPEN))
     with transaction.atomic():
         if connection.vendor == "postgresql":
             # Holds off submits, skips and new leases (which change the counters) until the recount is
