@@ -99,19 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=int, default=10)
     t.add_argument("--no-progress-bar", action="store_true")
 
-    e = sub.add_parser("evaluate", help="held-out metrics of a trained model")
-    e.add_argument("--model", required=True)
-    e.add_argument("--data", required=True)
-    e.add_argument("--format", default="auto", choices=FORMATS)
-    e.add_argument("--batch-tokens", type=int, default=16384)
-    e.add_argument("--device", default=None)
-
-    s = sub.add_parser("score", help="reward of every answer in a file")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True)
-    s.add_argument("--format", default="auto", choices=FORMATS)
-    s.add_argument("--batch-tokens", type=int, default=16384)
-    s.add_argument("--device", default=None)
+    # Both inference commands take the same arguments: a trained model and a file to run it on.
+    for command, help_text in (
+        ("evaluate", "held-out metrics of a trained model"),
+        ("score", "reward of every answer in a file"),
+    ):
+        p = sub.add_parser(command, help=help_text)
+        p.add_argument("--model", required=True)
+        p.add_argument("--data", required=True)
+        p.add_argument("--format", default="auto", choices=FORMATS)
+        p.add_argument("--batch-tokens", type=int, default=16384)
+        p.add_argument("--device", default=None)
     return parser
 
 
