@@ -16,16 +16,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.api.permissions import IsStaff
+from annotation.api.work import ErrorSerializer
 from annotation.models import Project
 
 from . import services
 from .artifacts import directory_archive_stream
 from .models import RewardModel, TrainingRun
 from .scoring import NoActiveModel, answers_score
-
-
-class TrainingErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -157,10 +154,10 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
             201: TrainingRunSerializer,
             400: OpenApiResponse(description="Invalid project or arguments."),
             409: OpenApiResponse(
-                TrainingErrorSerializer, description="A run of this project is already queued or running."
+                ErrorSerializer, description="A run of this project is already queued or running."
             ),
             503: OpenApiResponse(
-                TrainingErrorSerializer, description="The Celery broker is unreachable; nothing queued."
+                ErrorSerializer, description="The Celery broker is unreachable; nothing queued."
             ),
         },
     )
@@ -179,7 +176,7 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Cancel a queued or running run",
         request=None,
-        responses={200: TrainingRunSerializer, 409: OpenApiResponse(TrainingErrorSerializer)},
+        responses={200: TrainingRunSerializer, 409: OpenApiResponse(ErrorSerializer)},
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
@@ -193,7 +190,7 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Start a new run with the arguments of a failed or cancelled one",
         request=TrainingRunRetrySerializer,
-        responses={201: TrainingRunSerializer, 409: TrainingErrorSerializer, 503: TrainingErrorSerializer},
+        responses={201: TrainingRunSerializer, 409: ErrorSerializer, 503: ErrorSerializer},
     )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
@@ -238,7 +235,7 @@ class RewardModelViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         summary="Download the model directory as a .tar.gz archive",
-        responses={(200, "application/gzip"): OpenApiTypes.BINARY, 404: TrainingErrorSerializer},
+        responses={(200, "application/gzip"): OpenApiTypes.BINARY, 404: ErrorSerializer},
     )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
@@ -309,7 +306,7 @@ class ProjectScoreView(APIView):
         request=ScoreRequestSerializer,
         responses={
             200: ScoreResponseSerializer,
-            409: OpenApiResponse(TrainingErrorSerializer, description="No active model."),
+            409: OpenApiResponse(ErrorSerializer, description="No active model."),
         },
     )
     def post(self, request, project_id: int):
