@@ -161,6 +161,7 @@ def test_training_endpoints_are_in_the_openapi_schema(staff_client):
         "/api/training/runs/",
         "/api/training/runs/{id}/",
         "/api/training/runs/{id}/cancel/",
+        "/api/training/runs/{id}/retry/",
         "/api/training/models/",
         "/api/training/models/{id}/",
         "/api/training/models/{id}/activate/",

@@ -74,3 +74,8 @@ def test_schedule_skips_inactive_projects():
     learnable_rankings_create(project=project, count=2)
 
     assert check() == []
+    # The same rankings in an active project do start a run: the skip is about is_active alone.
+    active = ProjectFactory(retrain_min_new_rankings=1)
+    learnable_rankings_create(project=active, count=2)
+    assert check() == [TrainingRun.objects.get(project=active).pk]
+    assert not TrainingRun.objects.filter(project=project).exists()
