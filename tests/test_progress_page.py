@@ -78,6 +78,8 @@ def test_staff_see_the_progress_page(busy_project):
     assert '<dd id="items-waiting">1</dd>' in html
     for name in ("alice", "bob", "carol"):
         assert name in html
+        # A row of the annotators' table, not just the name in the recent rankings.
+        assert f'<th scope="row">{name}</th>' in html
     # Comments are annotators' free text: escaped, never markup.
     assert "&lt;b&gt;loud&lt;/b&gt; comment" in html
     assert f'href="/projects/{busy_project.pk}/data/"' in html
