@@ -351,17 +351,20 @@ def _rankings_rows(item: ExportItem, project_name: str) -> Iterator[dict]:
         }
 
 
-def _consensus_of(item: ExportItem) -> Consensus:
+def _known_orders(item: ExportItem) -> list[list[list[int]]]:
+    """Each ranking's order over the item's answers only."""
     known = {a.id for a in item.answers}
-    orders = [known_answers_order(r.order, known) for r in item.rankings]
-    return item_consensus(orders, candidates=[a.id for a in item.answers])
+    return [known_answers_order(r.order, known) for r in item.rankings]
+
+
+def _consensus_of(item: ExportItem) -> Consensus:
+    return item_consensus(_known_orders(item), candidates=[a.id for a in item.answers])
 
 
 def _consensus_ranking(item: ExportItem) -> list[list[int]]:
     """The consensus alone, without the agreement figures that `_consensus_of` also works out."""
-    known = {a.id for a in item.answers}
-    orders = [known_answers_order(r.order, known) for r in item.rankings]
-    return ranked_pairs([order for order in orders if order], candidates=[a.id for a in item.answers])
+    orders = [order for order in _known_orders(item) if order]
+    return ranked_pairs(orders, candidates=[a.id for a in item.answers])
 
 
 def _consensus_rows(item: ExportItem, project_name: str) -> Iterator[dict]:
