@@ -247,6 +247,6 @@ LOGGING = {
 for _directory in (VAR_DIR, MEDIA_ROOT, MODEL_ROOT):
     _directory.mkdir(parents=True, exist_ok=True)
 if CELERY_BROKER_URL.startswith("filesystem"):
-    _celery_queue_dir.mkdir(parents=True, exist_ok=True)
-    (VAR_DIR / "celery-processed").mkdir(parents=True, exist_ok=True)
-    (VAR_DIR / "celery-control").mkdir(parents=True, exist_ok=True)
+    # The folders named in the transport options above, so a new one is declared in one place.
+    for _folder in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+        Path(CELERY_BROKER_TRANSPORT_OPTIONS[_folder]).mkdir(parents=True, exist_ok=True)
