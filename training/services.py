@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -450,13 +451,13 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
         _run_save(run, engine, process_id=pid)
         progress = _RunProgress(run)
         cancelled = False
-        last_flush = 0.0
+        last_flush = float("-inf")
         for output_item in engine.outputs(tick_seconds=settings.TRAINING_HEARTBEAT_SECONDS):
             if output_item.kind == "event":
                 progress.take(output_item.event)
-            if timezone.now().timestamp() - last_flush < settings.TRAINING_HEARTBEAT_SECONDS:
+            if time.monotonic() - last_flush < settings.TRAINING_HEARTBEAT_SECONDS:
                 continue
-            last_flush = timezone.now().timestamp()
+            last_flush = time.monotonic()
             still_running = _run_save(run, engine)
             cancel_requested = (
                 TrainingRun.objects.filter(pk=run.pk).exclude(cancel_requested_at=None).exists()
