@@ -50,20 +50,13 @@
       payload = null;
     }
     if (!response.ok) {
-      const error = new Error(messageFrom(payload) || `The server answered ${response.status} ${response.statusText}.`);
+      // The work API answers every error as {"detail": "<message>"} (field errors flattened server-side).
+      const detail = payload && typeof payload.detail === "string" ? payload.detail : "";
+      const error = new Error(detail || `The server answered ${response.status} ${response.statusText}.`);
       error.status = response.status;
       throw error;
     }
     return payload;
-  }
-
-  function messageFrom(payload) {
-    if (!payload) return "";
-    if (typeof payload.detail === "string") return payload.detail;
-    // DRF field errors: {"order": ["..."]}.
-    return Object.entries(payload)
-      .map(([field, errors]) => `${field}: ${[].concat(errors).join(" ")}`)
-      .join(" ");
   }
 
   // A lease that is gone (404) or closed (409) cannot be retried: offer the way on instead.
