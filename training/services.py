@@ -557,9 +557,9 @@ def reward_model_register(*, run: TrainingRun, artifact_path: Path, eval_path: P
             compared_accuracy=compared_accuracy,
             not_active_reason=reason,
         )
-        current = RewardModel.objects.filter(project=project, is_active=True).first()
         if reason:
             return reward_model
+        current = RewardModel.objects.filter(project=project, is_active=True).first()
         if current != active:
             reward_model.not_active_reason = (
                 "The active model changed while this one was compared; activate by hand."
