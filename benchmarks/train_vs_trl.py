@@ -66,33 +66,11 @@ def _one_group_per_pair(groups: list) -> list:
     ]
 
 
-def _our_batches_as_pairs(
-    args: argparse.Namespace, k: int, groups: list, tokenizer: Any
-) -> list[list[tuple[int, int, int]]]:
-    """Our engine's optimizer steps, epoch after epoch, each as its (group, better, worse) pairs.
+def _our_config(args: argparse.Namespace, pairs_per_group: int) -> Any:
+    """Our engine's `TrainConfig` for a run whose groups each hold `pairs_per_group` pairs."""
+    from training.reward_model import TrainConfig
 
-    The same plan as `train` makes (seed * 1000 + epoch; a group's answers are all in pairs here).
-    """
-    from training.reward_model.batching import encode_group, plan_batches
-
-    enc = [encode_group(g, tokenizer, args.max_length) for g in groups]
-    per_step = max(1, args.pairs_per_step // (k * (k - 1) // 2))  # as `run_ours` sets it
-    steps = []
-    for epoch in range(args.epochs):
-        plan = plan_batches(enc, 10**9, per_step, shuffle=True, seed=args.seed * 1000 + epoch)
-        steps += [[(i, b, w) for i in batch for b, w in groups[i].pairs] for batch in plan]
-    return steps
-
-
-def run_ours(args: argparse.Namespace, k: int) -> dict[str, Any]:
-    """Train with our engine on K-wise groups; pairs per step fixed via groups per batch."""
-    from training.reward_model import TrainConfig, train
-
-    train_groups, eval_groups = _data(args, k)
-    pairs_per_group = k * (k - 1) // 2
-    if args.composition == "pairs":
-        train_groups, pairs_per_group = _one_group_per_pair(train_groups), 1
-    config = TrainConfig(
+    return TrainConfig(
         base_model=args.base_model,
         output_dir=None,
         epochs=args.epochs,
@@ -108,6 +86,36 @@ def run_ours(args: argparse.Namespace, k: int) -> dict[str, Any]:
         log_every=1,  # every step's gradient norm, as TRL logs it below
         show_progress_bar=False,
     )
+
+
+def _our_batches_as_pairs(
+    args: argparse.Namespace, k: int, groups: list, tokenizer: Any
+) -> list[list[tuple[int, int, int]]]:
+    """Our engine's optimizer steps, epoch after epoch, each as its (group, better, worse) pairs.
+
+    The plan `train` itself makes for whole K-answer groups (a group's answers are all in pairs here).
+    """
+    from training.reward_model.batching import encode_group
+    from training.reward_model.trainer import epoch_plan
+
+    enc = [encode_group(g, tokenizer, args.max_length) for g in groups]
+    config = _our_config(args, k * (k - 1) // 2)
+    steps = []
+    for epoch in range(args.epochs):
+        plan = epoch_plan(enc, config, epoch)
+        steps += [[(i, b, w) for i in batch for b, w in groups[i].pairs] for batch in plan]
+    return steps
+
+
+def run_ours(args: argparse.Namespace, k: int) -> dict[str, Any]:
+    """Train with our engine on K-wise groups; pairs per step fixed via groups per batch."""
+    from training.reward_model import train
+
+    train_groups, eval_groups = _data(args, k)
+    pairs_per_group = k * (k - 1) // 2
+    if args.composition == "pairs":
+        train_groups, pairs_per_group = _one_group_per_pair(train_groups), 1
+    config = _our_config(args, pairs_per_group)
     events: list[dict[str, Any]] = []
     result = train(config, train_groups, eval_groups, on_event=events.append)
     answers = sum(len(g.answers) for g in train_groups) * args.epochs
@@ -236,9 +244,10 @@ def gradient_noise(args: argparse.Namespace, k: int) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
-    from training.reward_model.batching import collate, encode_group, plan_batches
+    from training.reward_model.batching import collate, encode_group
     from training.reward_model.loss import batch_loss_sum
     from training.reward_model.modeling import disable_dropout, load_base
+    from training.reward_model.trainer import epoch_plan
 
     train_groups, _ = _data(args, k)
     torch.manual_seed(args.seed)  # the same initial model as both trainers
@@ -288,8 +297,7 @@ def gradient_noise(args: argparse.Namespace, k: int) -> dict[str, Any]:
 
         return step_gradient(seqs, types, loss)
 
-    per_step = max(1, args.pairs_per_step // (k * (k - 1) // 2))
-    our_steps = plan_batches(enc, 10**9, per_step, shuffle=True, seed=args.seed * 1000)
+    our_steps = epoch_plan(enc, _our_config(args, k * (k - 1) // 2), 0)  # the first epoch's steps
     n_pairs = sum(len(g.pairs) for g in enc)
     full = sum(ours(b) * sum(len(enc[i].pairs) for i in b) for b in our_steps) / n_pairs
     pairs = [(i, b, w) for i, g in enumerate(enc) for b, w in g.pairs]

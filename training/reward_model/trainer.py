@@ -130,6 +130,20 @@ def _shard(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
     return padded[rank::world]
 
 
+def epoch_plan(
+    encoded: Sequence[EncodedGroup], config: TrainConfig, epoch: int, pad_multiple: int = 1
+) -> list[list[int]]:
+    """One epoch's micro-batches of group indices (before sharding): a fresh shuffle per epoch and seed."""
+    return plan_batches(
+        encoded,
+        config.batch_tokens,
+        config.max_groups_per_batch,
+        shuffle=True,
+        seed=config.seed * 1000 + epoch,
+        pad_multiple=pad_multiple,
+    )
+
+
 def evaluate_groups(
     model: Any, encoded: Sequence[EncodedGroup], pad_token_id: int, batch_tokens: int, accelerator: Any = None
 ) -> dict[str, Any]:
@@ -218,14 +232,7 @@ def train(
 
     plans = [
         _shard(
-            plan_batches(
-                train_enc,
-                config.batch_tokens,
-                config.max_groups_per_batch,
-                shuffle=True,
-                seed=config.seed * 1000 + epoch,
-                pad_multiple=pad_multiple,
-            ),
+            epoch_plan(train_enc, config, epoch, pad_multiple),
             accelerator.process_index,
             accelerator.num_processes,
         )
