@@ -24,12 +24,6 @@ from tests.factories import ItemFactory, ProjectFactory, RankingFactory, UserFac
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # The factories set a password on every user; the default PBKDF2 would dominate these tests' time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def _order_of(assignment: Assignment) -> list[list[int]]:
     return [[answer_id] for answer_id in assignment.answer_order]
 

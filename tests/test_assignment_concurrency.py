@@ -17,11 +17,6 @@ from tests.factories import ItemFactory, ProjectFactory, UserFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def run_at_once(work: Callable, arguments: list) -> list:
     """Run work(argument) in one thread per argument, all released together; return results in order."""
     barrier = threading.Barrier(len(arguments))

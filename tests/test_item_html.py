@@ -10,11 +10,6 @@ from tests.factories import ItemFactory, ProjectFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def _client():
     client = APIClient()
     client.force_authenticate(UserFactory())

@@ -17,9 +17,8 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(autouse=True)
-def fast_and_fresh(settings):
-    # Cheap password hashing for the factories, and project totals computed on every call.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def fresh_project_totals(settings):
+    # Project totals computed on every call, not shared for a few seconds.
     settings.PROJECT_PROGRESS_CACHE_SECONDS = 0
 
 
