@@ -105,7 +105,7 @@ class _ChunkWriter:
     def write(self, records: list[ImportedItem]) -> None:
         item_ids, existing_item_ids = self._items(records)
         answer_ids = self._answers(records, item_ids, existing_item_ids)
-        self._rankings(records, item_ids, answer_ids)
+        self._rankings(records, item_ids, existing_item_ids, answer_ids)
 
     def _items(self, records: Iterable[ImportedItem]) -> tuple[dict[str, int], set[int]]:
         """Item pk by external id, creating the items not seen before; and the pks that already existed."""
@@ -184,13 +184,18 @@ class _ChunkWriter:
         return [[known[answer.external_id][0] for answer in record.answers] for record in records]
 
     def _rankings(
-        self, records: list[ImportedItem], item_ids: dict[str, int], answer_ids: list[list[int]]
+        self,
+        records: list[ImportedItem],
+        item_ids: dict[str, int],
+        existing_item_ids: set[int],
+        answer_ids: list[list[int]],
     ) -> None:
         """Create the imported rankings this project does not hold yet; existing ones stay as they are."""
+        # As for answers, items created by this chunk hold no rankings yet: only older ones need a query.
         taken = set(
-            Ranking.objects.filter(
-                item_id__in=set(item_ids.values()), source=Ranking.Source.IMPORT
-            ).values_list("item_id", "external_annotator")
+            Ranking.objects.filter(item_id__in=existing_item_ids, source=Ranking.Source.IMPORT).values_list(
+                "item_id", "external_annotator"
+            )
         )
         new_rankings = []
         for record, pks in zip(records, answer_ids, strict=True):

@@ -453,6 +453,39 @@ def test_explicit_and_conversational_pairs_with_the_same_prompt_share_an_item(tm
     assert (batch.items_created, batch.rankings_created) == (1, 3)
 
 
+def test_a_pair_repeated_in_a_later_chunk_is_kept_once(tmp_path, monkeypatch):
+    # One record per chunk: the item the first chunk creates is an existing item to the later ones.
+    monkeypatch.setattr(imports, "CHUNK_SIZE", 1)
+    rows = [
+        {"prompt": "Q?", "chosen": "yes", "rejected": "no"},
+        {"prompt": "Q?", "chosen": "yes", "rejected": "no"},
+        {"prompt": "Q?", "chosen": "yes", "rejected": "maybe"},
+    ]
+    project = ProjectFactory()
+
+    batch = import_file(path=write_jsonl(tmp_path / "pairs.jsonl", rows), project=project)
+
+    assert (batch.items_created, batch.answers_created, batch.rankings_created) == (1, 3, 2)
+    assert Ranking.objects.filter(item__project=project).count() == 2
+
+
+def test_a_first_import_reads_no_rankings_back(tmp_path):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    rows = [{"id": f"q-{n}", "prompt": f"Q{n}?", "answers": ["a", "b"], "ranking": [1, 0]} for n in range(5)]
+    project = ProjectFactory()
+
+    with CaptureQueriesContext(connection) as queries:
+        batch = import_file(path=write_jsonl(tmp_path / "r.jsonl", rows), project=project)
+
+    assert batch.rankings_created == 5
+    ranking_reads = [
+        q["sql"] for q in queries if q["sql"].startswith("SELECT") and Ranking._meta.db_table in q["sql"]
+    ]
+    assert ranking_reads == []  # every item is new, so none can hold an imported ranking yet
+
+
 # Malformed files: the file and line are named, and nothing is written.
 
 GOOD_ROW = {"prompt": "Fine?", "answers": ["yes", "no"], "ranking": [0, 1]}
