@@ -64,8 +64,8 @@ def run_progress(request, run_id: int):
     return JsonResponse(training_run_progress(run=run))
 
 
-def _back_to_runs(run_or_project_id: int, run_id: int | None = None):
-    response = redirect("training:project-runs", project_id=run_or_project_id)
+def _back_to_runs(project_id: int, run_id: int | None = None):
+    response = redirect("training:project-runs", project_id=project_id)
     if run_id:
         response["Location"] += f"?run={run_id}"
     return response
