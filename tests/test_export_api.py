@@ -144,9 +144,13 @@ def test_agreement_figures_for_two_agreeing_people_and_one_who_reverses_them(pro
     assert figures["comparisons"] == 6
     by_annotator = {a["annotator"]: a["tau_b"] for a in figures["annotators"]}
     first, second, reverser = (annotator_pseudonym(p.pk) for p in project.people)
-    # Against the other two (one agreeing, one reversed) the consensus is a tie-break of a 1-1 split.
+    # Against the other two (one agreeing, one reversed) every pair splits 1-1, so their consensus is
+    # one tie group and τ-b is undefined; the reverser faces two who agree, so τ-b = -1.
     assert set(by_annotator) == {first, second, reverser}
+    assert by_annotator == {first: None, second: None, reverser: -1.0}
     assert -1 <= figures["alpha_ordinal"] < 0.5
+    # Worked by hand: per item the units are levels [1, 1, 3], [2, 2, 2], [3, 3, 1]; α = 1 - 34/27.
+    assert figures["alpha_ordinal"] == pytest.approx(-7 / 27)
     assert figures["consensus_items"] == 2 and figures["unanimous_best"] == 0
 
 

@@ -97,9 +97,9 @@ def test_rankings_rows_carry_every_field_of_the_format_with_pseudonyms(ranked):
 
 def test_rankings_include_imported_ones_unless_excluded(ranked):
     assert {r["annotator"] for r in rows(ranked, "rankings")} >= {"import:oa-user-7"}
-    assert all(
-        r["annotator"].startswith("annotator-") for r in rows(ranked, "rankings", include_imported=False)
-    )
+    people_only = rows(ranked, "rankings", include_imported=False)
+    assert len(people_only) == 3
+    assert all(r["annotator"].startswith("annotator-") for r in people_only)
 
 
 def test_pseudonyms_are_stable_and_differ_between_people(ranked):
@@ -115,6 +115,8 @@ def test_consensus_rows_merge_the_rankings_and_say_how_many_agreed(ranked):
     assert first["ranking"] == [[a[0].pk], [a[1].pk], [a[2].pk]]
     assert (first["n_annotators"], first["n_agreeing"]) == (3, 2)
     assert -1 <= first["agreement"] <= 1
+    # τ-b against [Paris, Lyon, Nice]: 1, 1/3, and 0 for [Lyon, (Paris, Nice)] (one concordant, one not).
+    assert first["agreement"] == pytest.approx((1 + 1 / 3 + 0) / 3)
     assert out[1]["n_annotators"] == 1 and out[1]["agreement"] is None
     assert len(out) == 2  # the unranked item has no consensus
 
@@ -154,17 +156,21 @@ def test_pairs_chat_rows_use_trls_conversational_shape(ranked):
 def test_flagged_answers_can_be_left_out_everywhere(ranked):
     nice = ranked["a"][2]
     out = rows(ranked, "rankings", exclude_flagged=True)
+    assert len(out) == 4
     assert all(nice.pk not in {a["id"] for a in r["answers"]} for r in out)
     assert all(nice.pk not in sum(r["ranking"], []) for r in out)
-    assert all(
-        "Nice" not in (r["chosen"], r["rejected"]) for r in rows(ranked, "pairs", exclude_flagged=True)
-    )
+    pairs = rows(ranked, "pairs", exclude_flagged=True)
+    assert all("Nice" not in (r["chosen"], r["rejected"]) for r in pairs)
+    # Each ranking of the first item keeps its Paris/Lyon pair; the second item keeps its one pair.
+    assert len(pairs) == 3 + 1
 
 
 def test_not_rankable_rankings_can_be_left_out(ranked):
     Ranking.objects.filter(annotator=ranked["people"][1]).update(not_rankable=True, order=[])
     assert sum(r["not_rankable"] for r in rows(ranked, "rankings")) == 1
-    assert not any(r["not_rankable"] for r in rows(ranked, "rankings", exclude_not_rankable=True))
+    rankable = rows(ranked, "rankings", exclude_not_rankable=True)
+    assert len(rankable) == 3
+    assert not any(r["not_rankable"] for r in rankable)
 
 
 def test_min_annotators_and_date_range_filter_items_and_rankings(ranked):
