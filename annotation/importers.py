@@ -36,7 +36,6 @@ OASST_ROLES = {"prompter": "user", "assistant": "assistant"}
 MAX_EXTERNAL_ID = 255
 MAX_MODEL_NAME = 200
 GZIP_MAGIC = b"\x1f\x8b"
-# `System:` turns are what our own `pairs` export writes for a conversation with a system prompt.
 # What a message-row parser keeps of each row until its tree is complete (texts, not labels/detoxify).
 OASST_KEPT_FIELDS = (
     "message_id",
