@@ -148,3 +148,17 @@ def test_index_lists_projects_with_their_latest_run_and_active_version(staff_bro
     assert running_run.project.name in html
     assert f"#{running_run.pk}" in html and "running" in html
     assert "v3 · accuracy 0.875" in html
+
+
+def test_runs_page_shows_the_chosen_run_and_not_another_projects(staff_browser, running_run):
+    older = TrainingRun.objects.create(
+        project=running_run.project, trigger="api", status="failed", error="CUDA out of memory"
+    )
+    other = TrainingRun.objects.create(project=ProjectFactory(), trigger="api")
+    url = reverse("training:project-runs", args=[running_run.project_id])
+
+    html = staff_browser.get(url, {"run": older.pk}).content.decode()
+
+    assert f"Run #{older.pk}" in html and "CUDA out of memory" in html
+    assert reverse("training:run-retry", args=[older.pk]) in html
+    assert staff_browser.get(url, {"run": other.pk}).status_code == 404
