@@ -41,10 +41,12 @@ def index(request):
 def project_runs(request, project_id: int):
     """A project's runs, the selected (or latest) run's live progress, loss curve and log tail."""
     project = get_object_or_404(Project, pk=project_id)
-    runs = list(training_runs_for_project(project=project)[:RUNS_SHOWN])
+    project_runs = training_runs_for_project(project=project)
+    runs = list(project_runs[:RUNS_SHOWN])
     selected = runs[0] if runs else None
     if request.GET.get("run", "").isdigit():
-        selected = get_object_or_404(TrainingRun, pk=int(request.GET["run"]), project=project)
+        # Through the selector, so the chosen run comes with the rows the page shows beside it.
+        selected = get_object_or_404(project_runs, pk=int(request.GET["run"]))
     context = {
         "project": project,
         "runs": runs,
