@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from .consensus import Consensus, item_consensus, ranked_pairs
+from .hh import hh_text
 from .models import Answer, ExportSnapshot, Item, Project, Ranking
 from .pairs import ranking_pairs
 
@@ -317,9 +318,7 @@ def conversation_prompt_text(conversation: list[dict[str, str]]) -> str:
     """
     if len(conversation) == 1 and conversation[0]["role"] == "user":
         return conversation[0]["content"]
-    speakers = {"user": "Human", "assistant": "Assistant", "system": "System"}
-    parts = [f"\n\n{speakers.get(t['role'], t['role'].title())}: {t['content']}" for t in conversation]
-    return "".join(parts) + "\n\nAssistant:"
+    return hh_text(conversation)
 
 
 def _answers_out(item: ExportItem) -> list[dict[str, object]]:
