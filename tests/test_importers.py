@@ -628,6 +628,13 @@ def test_a_truncated_gzip_file_fails_without_writing(tmp_path, monkeypatch):
     assert database_counts() == (0, 0, 0, 0)
 
 
+def test_every_format_the_parser_reads_is_one_an_import_batch_can_record():
+    # The parser is plain Python and keeps its own list; the batch's choices must not drift from it.
+    from annotation.importers import FORMATS
+
+    assert list(FORMATS) == ImportBatch.Format.values
+
+
 def test_a_file_of_unknown_shape_is_refused(tmp_path):
     path = write_jsonl(tmp_path / "odd.jsonl", ["", {"question": "?", "reply": "!"}])
 
