@@ -95,11 +95,21 @@ def test_a_bad_upload_answers_400_with_the_line_and_imports_nothing(staff_client
     assert not ImportBatch.objects.exists()
 
 
-def test_a_large_upload_is_streamed_from_a_temporary_file(staff_client, settings):
+def test_a_large_upload_is_streamed_from_a_temporary_file(staff_client, settings, monkeypatch):
     # Over FILE_UPLOAD_MAX_MEMORY_SIZE Django spools the upload to disk; the import reads it from there.
+    from annotation import imports
+
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024
     project = ProjectFactory()
     rows = [{"id": f"row-{n}", "prompt": f"Question {n}?", "answers": ["yes", "no"]} for n in range(200)]
+    read_from = []
+    real_import_file = imports.import_file
+
+    def recording_import_file(*, path, **kwargs):
+        read_from.append(path)
+        return real_import_file(path=path, **kwargs)
+
+    monkeypatch.setattr(imports, "import_file", recording_import_file)
 
     response = staff_client.post(
         f"/api/projects/{project.pk}/import/", {"file": jsonl(rows)}, format="multipart"
@@ -107,6 +117,9 @@ def test_a_large_upload_is_streamed_from_a_temporary_file(staff_client, settings
 
     assert response.status_code == 201, response.content
     assert response.json()["items_created"] == 200
+    # Django's own spooled file, not a second copy written out by the import.
+    assert len(read_from) == 1 and not read_from[0].name.startswith("rewardlab-import-")
+    assert str(read_from[0]).endswith(".upload.jsonl")
 
 
 def test_importing_into_a_missing_project_is_404(staff_client):
