@@ -143,3 +143,30 @@ def test_k2_loss_and_gradient_equal_trl_reward_trainer_compute_loss():
         (our_grad,) = torch.autograd.grad(ours, table)
         assert torch.allclose(ours, trl_loss, atol=1e-6)
         assert torch.allclose(our_grad, trl_grad, atol=1e-6)
+
+
+def test_step_term_count_is_the_count_the_loss_divides_by():
+    from training.reward_model.batching import EncodedGroup, collate
+    from training.reward_model.trainer import _step_term_count
+
+    ranked = EncodedGroup("a", [[1, 2], [3], [4, 5, 6]], None, [(0, 1), (0, 2), (1, 2)], [[0], [1], [2]])
+    unranked = EncodedGroup("b", [[7], [8], [9]], None, [(0, 1), (2, 1)], None)
+    batch = collate([ranked, unranked, ranked], pad_token_id=0)
+    rewards = torch.randn(len(batch["input_ids"]))
+    for loss in ("kwise", "plackett-luce"):
+        _, count = batch_loss_sum(
+            rewards, batch["better"], batch["worse"], batch["pair_group"], batch["rankings"], loss
+        )
+        assert _step_term_count(batch, loss) == count == {"kwise": 8, "plackett-luce": 4}[loss]
+
+
+def test_batch_loss_reads_no_value_back_from_the_device_when_pair_group_stays_on_the_cpu():
+    # The meta device holds no values: any op that would read rewards or indices back (a host sync on a
+    # GPU) raises. Plackett-Luce with an unranked group is the path that selects pairs by a mask.
+    rewards = torch.randn(6, device="meta", requires_grad=True)
+    better, worse = torch.tensor([0, 2, 4], device="meta"), torch.tensor([1, 3, 5], device="meta")
+    rankings = [[[0], [1]], None, None]
+    total, count = batch_loss_sum(
+        rewards, better, worse, torch.tensor([0, 1, 2]), rankings, "plackett-luce", 0.01
+    )
+    assert total.device.type == "meta" and count == 3

@@ -316,7 +316,9 @@ def train(
                         rewards,
                         batch["better"].to(device),
                         batch["worse"].to(device),
-                        batch["pair_group"].to(device),
+                        # On the CPU: Plackett-Luce selects unranked groups' pairs by it, which on the
+                        # device would read a mask back (a host sync every micro-batch).
+                        batch["pair_group"],
                         batch["rankings"],
                         config.loss,
                         config.center_rewards_coefficient,
