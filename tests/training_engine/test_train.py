@@ -126,6 +126,27 @@ def test_gradient_norm_before_clipping_and_share_of_clipped_steps_are_reported(t
     assert runs[1e-6][1][0] == pytest.approx(runs[None][1][0], rel=1e-5)
 
 
+def test_plackett_luce_trains_on_items_without_a_single_ranking(tiny_bert_dir):
+    rows = synthetic_records(24, k=3, seed=8, min_words=3, max_words=8)
+    # A second annotator on every other item: its pairs all train, but no one ranking describes it.
+    rows += [
+        {**row, "ranking": [row["ranking"][1], row["ranking"][0], *row["ranking"][2:]]} for row in rows[::2]
+    ]
+    groups = groups_from_records(rows)
+    assert sum(g.ranking is None for g in groups) == 12
+    config = TrainConfig(
+        base_model=tiny_bert_dir,
+        lr=1e-3,
+        max_length=32,
+        batch_tokens=256,
+        grad_accum=2,
+        loss="plackett-luce",
+        show_progress_bar=False,
+    )
+    result = train(config, groups)
+    assert result["steps"] > 0 and torch.isfinite(torch.tensor(result["final_loss"]))
+
+
 def test_decoder_with_chat_template_plackett_luce_and_accumulation(tiny_llama_dir, tmp_path):
     from transformers import AutoTokenizer, pipeline
 
