@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
-from annotation.models import Item, Project, Ranking
+from annotation.models import ImportBatch, Item, Project, Ranking
 
 pytestmark = pytest.mark.django_db
 
@@ -16,7 +16,11 @@ def test_demo_loads_once_with_items_users_and_printed_logins(settings, tmp_path)
     settings.VAR_DIR = tmp_path
     first = io.StringIO()
     call_command("load_demo", stdout=first)
-    call_command("load_demo", stdout=io.StringIO())
+    logins_after_first = json.loads((tmp_path / "demo-logins.json").read_text())
+    second = io.StringIO()
+    call_command("load_demo", stdout=second)
+    assert "is already loaded" in second.getvalue()
+    assert ImportBatch.objects.count() == 1  # the second run imports nothing, not even an empty batch
 
     project = Project.objects.get()
     items = Item.objects.filter(project=project)
@@ -28,6 +32,7 @@ def test_demo_loads_once_with_items_users_and_printed_logins(settings, tmp_path)
 
     logins = json.loads((tmp_path / "demo-logins.json").read_text())
     assert set(logins) == {"admin", "alice", "bob"}
+    assert logins == logins_after_first  # passwords that still work are kept
     for username, password in logins.items():
         assert f"{username:<6} / {password}" in first.getvalue()
         assert authenticate(username=username, password=password) is not None
