@@ -59,6 +59,8 @@ def test_first_model_activates_and_a_worse_one_waits_for_staff(roots, project):
     assert run.eval_row_count > 0
     assert run.step == run.total_steps > 0
     assert run.loss_history and run.result_metrics["eval"]["pairs"] > 0
+    # Every held-out row was read as a ranking of its three answers: three pairs each, none skipped.
+    assert run.result_metrics["eval"]["pairs"] == 3 * run.eval_row_count
     first = run.reward_model
     assert (first.version, first.is_active) == (1, True)
     assert first.pairwise_accuracy is not None
