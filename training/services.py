@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -267,45 +267,27 @@ def _rankings_snapshot(*, project: Project) -> ExportSnapshot:
     return snapshot
 
 
-def _snapshot_rows(snapshot: ExportSnapshot) -> Iterable[dict[str, Any]]:
-    with snapshot.file.open("rb") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
-
-
 def _training_files_write(
     *, run: TrainingRun, snapshot: ExportSnapshot, directory: Path
 ) -> tuple[Path, Path]:
-    """Split the snapshot's rows into train.jsonl and eval.jsonl by the project's fixed evaluation split."""
+    """Split the snapshot's lines into train.jsonl and eval.jsonl by the project's fixed evaluation split.
+
+    Each line is copied as the exports service wrote it: the engine reads rankings exports as they are.
+    """
     fraction = run.arguments.get("eval_fraction", DEFAULT_EVAL_FRACTION)
     directory.mkdir(parents=True, exist_ok=True)
     train_path, eval_path = directory / "train.jsonl", directory / "eval.jsonl"
     counts = {"train": 0, "eval": 0}
-    with train_path.open("w") as train, eval_path.open("w") as held_out:
-        for row in _snapshot_rows(snapshot):
-            side = (
-                "eval"
-                if item_in_evaluation_split(
-                    project_id=run.project_id, item_id=int(row["item_id"]), fraction=fraction
-                )
-                else "train"
-            )
-            (held_out if side == "eval" else train).write(
-                json.dumps(_ids_as_text(row), ensure_ascii=False) + "\n"
-            )
-            counts[side] += 1
+    with snapshot.file.open("rb") as rows, train_path.open("wb") as train, eval_path.open("wb") as held_out:
+        for line in rows:
+            if not line.strip():
+                continue
+            item_id = int(json.loads(line)["item_id"])
+            held = item_in_evaluation_split(project_id=run.project_id, item_id=item_id, fraction=fraction)
+            (held_out if held else train).write(line if line.endswith(b"\n") else line + b"\n")
+            counts["eval" if held else "train"] += 1
     run.train_row_count, run.eval_row_count = counts["train"], counts["eval"]
     return train_path, eval_path
-
-
-def _ids_as_text(row: dict[str, Any]) -> dict[str, Any]:
-    """Answer ids as strings, so the engine reads ranking entries as ids and never as answer indices."""
-    answers = [
-        {**answer, "id": str(answer["id"])} if "id" in answer else answer for answer in row.get("answers", [])
-    ]
-    ranking = [[str(answer_id) for answer_id in group] for group in row.get("ranking") or []]
-    return {**row, "answers": answers, "ranking": ranking}
 
 
 def _engine_arguments(arguments: dict[str, Any]) -> list[str]:
