@@ -69,9 +69,11 @@ def test_training_pages_are_for_staff_only(annotator, running_run):
 
 
 def test_cancel_button_asks_the_worker_to_stop_and_retry_button_requeues(staff_browser, running_run):
-    staff_browser.post(reverse("training:run-cancel", args=[running_run.pk]))
+    cancel = staff_browser.post(reverse("training:run-cancel", args=[running_run.pk]), follow=True)
     running_run.refresh_from_db()
     assert running_run.cancel_requested_at is not None
+    assert running_run.status == "running"  # the worker stops it; the page only asks
+    assert "stopping the training process" in cancel.content.decode()
 
     TrainingRun.objects.filter(pk=running_run.pk).update(status="failed", error="boom")
     response = staff_browser.post(reverse("training:run-retry", args=[running_run.pk]))
