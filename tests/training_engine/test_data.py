@@ -7,6 +7,7 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from annotation.hh import hh_turns
 from training.reward_model.data import (
@@ -142,3 +143,25 @@ def test_answers_in_no_pair_are_not_trained_on():
     g = Group("x", [], [{"id": str(i), "text": str(i)} for i in range(4)], [(3, 1)], [[3], [1]])
     slim = only_paired_answers(g)
     assert slim.answer_texts == ["1", "3"] and slim.pairs == [(1, 0)] and slim.ranking == [[1], [0]]
+
+
+def test_rows_whose_text_holds_unicode_line_separators_read_as_one_row(tmp_path):
+    # The exports write JSON with ensure_ascii=False, so U+2028, U+0085 and form feeds reach the file raw.
+    row = {**RANKINGS_ROW, "conversation": [{"role": "user", "content": "one\u2028two\x85three\x0cfour"}]}
+    text = "\n" + json.dumps(row, ensure_ascii=False) + "\n"
+    for name, write in (
+        ("rows.jsonl", lambda p: p.write_text(text, encoding="utf-8")),
+        ("rows.jsonl.gz", lambda p: p.write_bytes(gzip.compress(text.encode()))),
+        (
+            "rows.json",
+            lambda p: p.write_text(json.dumps([row], ensure_ascii=False, indent=1), encoding="utf-8"),
+        ),
+    ):
+        path = tmp_path / name
+        write(path)
+        (group,) = read_groups(path)
+        assert group.conversation[0]["content"] == "one\u2028two\x85three\x0cfour"
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n" + json.dumps(row) + "\n{not json\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"broken.jsonl:3: not JSON"):
+        read_groups(broken)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -133,18 +132,18 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
         yield from table.to_pylist()
         return
     opener = gzip.open if name.endswith(".gz") else open
+    # Line by line, split at "\n" only: a JSON string may hold U+2028 and the other characters that
+    # str.splitlines() also splits at (the exports write them raw), and a big file is not held twice.
     with opener(path, "rb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8")
-        first = text.read(1)
-        while first and first.isspace():
-            first = text.read(1)
-        rest = text.read()
-    body = first + rest
-    if first == "[":  # a JSON array of rows
-        yield from json.loads(body)
-        return
-    for lineno, line in enumerate(body.splitlines(), 1):
-        if line.strip():
+        first_row = True
+        for lineno, raw_line in enumerate(raw, 1):
+            line = raw_line.decode("utf-8")
+            if not line.strip():
+                continue
+            if first_row and line.lstrip().startswith("["):  # a JSON array of rows
+                yield from json.loads(line + raw.read().decode("utf-8"))
+                return
+            first_row = False
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:
