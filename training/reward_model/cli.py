@@ -170,16 +170,14 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run `evaluate` and return the metrics record."""
     from .batching import encode_group
-    from .metrics import ranking_metrics
-    from .modeling import RewardScorer, score_encoded
+    from .modeling import RewardScorer
+    from .trainer import evaluate_groups
 
     scorer = RewardScorer(args.model, device=args.device, batch_tokens=args.batch_tokens)
     groups, report = _read(args.data, args.format)
     encoded = [encode_group(g, scorer.tokenizer, scorer.max_length) for g in groups]
-    scores = score_encoded(
-        scorer.model, encoded, scorer.tokenizer.pad_token_id, args.batch_tokens, scorer.device
-    )
-    metrics = ranking_metrics([g.pairs for g in groups], [g.ranking for g in groups], scores)
+    # The same held-out metrics the trainer reports after each epoch.
+    metrics = evaluate_groups(scorer.model, encoded, scorer.tokenizer.pad_token_id, args.batch_tokens)
     return {"event": "result", **metrics, "skipped_rows": report.skipped, "model": args.model}
 
 
