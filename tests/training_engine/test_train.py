@@ -248,6 +248,13 @@ def test_cli_train_evaluate_score_protocol(tiny_bert_dir, tmp_path, capsys):
     assert main(["score", "--model", str(out), "--data", str(data)]) == 0
     scored = _lines(capsys.readouterr().out)
     assert len([e for e in scored if e["event"] == "score"]) == 40 * 3 and scored[-1]["answers"] == 120
+    # evaluate's accuracy is the share of pairs whose scored rewards are in the preferred order.
+    rewards: dict[str, list[float]] = {}
+    for e in scored[:-1]:
+        rewards.setdefault(e["group_id"], []).append(e["reward"])
+    pairs = [(rewards[g.id], b, w) for g in groups_from_records(rows) for b, w in g.pairs]
+    in_order = sum(r[b] > r[w] for r, b, w in pairs)
+    assert len(pairs) == 120 and metrics["pairwise_accuracy"] == pytest.approx(in_order / 120)
 
     unranked = tmp_path / "unranked.jsonl"
     unranked.write_text(
