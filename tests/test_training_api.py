@@ -75,6 +75,14 @@ def test_runs_list_filters_by_project_and_status(staff_client):
     assert [run["id"] for run in body["results"]] == [mine.pk]
 
 
+@pytest.mark.parametrize("url", [RUNS, MODELS, "/api/items/"])
+def test_a_project_filter_that_is_not_an_id_is_refused_with_the_field_named(staff_client, url):
+    response = staff_client.get(url, {"project": "abc"})
+
+    assert response.status_code == 400
+    assert response.json() == {"project": "must be a project id"}
+
+
 @pytest.fixture
 def two_versions(tmp_path):
     project = ProjectFactory()

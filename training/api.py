@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.api.permissions import IsStaff
+from annotation.api.projects import project_filter
 from annotation.api.work import ErrorSerializer
 from annotation.models import Project
 
@@ -112,15 +113,6 @@ class RewardModelSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-def _project_filter(queryset, request):
-    project = request.query_params.get("project")
-    if project:
-        if not project.isdigit():
-            raise serializers.ValidationError({"project": "must be a project id"})
-        queryset = queryset.filter(project_id=int(project))
-    return queryset
-
-
 PROJECT_PARAMETER = OpenApiParameter("project", OpenApiTypes.INT, description="Only this project's rows.")
 
 
@@ -141,7 +133,7 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = TrainingRunSerializer
 
     def get_queryset(self):
-        queryset = _project_filter(TrainingRun.objects.select_related("reward_model"), self.request)
+        queryset = project_filter(TrainingRun.objects.select_related("reward_model"), self.request)
         run_status = self.request.query_params.get("status")
         if run_status:
             queryset = queryset.filter(status=run_status)
@@ -225,7 +217,7 @@ class RewardModelViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = RewardModelSerializer
 
     def get_queryset(self):
-        return _project_filter(RewardModel.objects.all(), self.request)
+        return project_filter(RewardModel.objects.all(), self.request)
 
     @extend_schema(summary="Make this version the project's active model", request=None)
     @action(detail=True, methods=["post"])

@@ -81,6 +81,16 @@ class ItemSerializer(serializers.ModelSerializer):
         fields = ["id", "project", "external_id", "conversation", "answers", "ranking_count", "created_at"]
 
 
+def project_filter(queryset, request):
+    """The rows of the project named by `?project=ID`, or all rows when it is absent."""
+    project = request.query_params.get("project")
+    if project:
+        if not project.isdigit():
+            raise serializers.ValidationError({"project": "must be a project id"})
+        queryset = queryset.filter(project_id=int(project))
+    return queryset
+
+
 @extend_schema_view(list=extend_schema(summary="Items with their answers (staff)"))
 class ItemViewSet(viewsets.ReadOnlyModelViewSet):
     """Items with their answers, filterable by `?project=ID` and `?external_id=`."""
@@ -92,11 +102,7 @@ class ItemViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = Item.objects.prefetch_related(
             Prefetch("answers", queryset=Answer.objects.order_by("position"))
         )
-        project = self.request.query_params.get("project")
-        if project:
-            if not project.isdigit():
-                raise serializers.ValidationError({"project": "must be a project id"})
-            queryset = queryset.filter(project_id=int(project))
+        queryset = project_filter(queryset, self.request)
         external_id = self.request.query_params.get("external_id")
         if external_id:
             queryset = queryset.filter(external_id=external_id)
