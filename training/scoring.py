@@ -9,6 +9,7 @@ from typing import Any
 from annotation.models import Project
 
 from .models import RewardModel
+from .selectors import reward_model_active
 
 
 class NoActiveModel(Exception):
@@ -22,7 +23,7 @@ _scorers: dict[int, tuple[int, Any]] = {}
 
 def active_reward_model(*, project: Project) -> RewardModel:
     """The project's active model, or NoActiveModel."""
-    reward_model = RewardModel.objects.filter(project=project, is_active=True).first()
+    reward_model = reward_model_active(project=project)
     if reward_model is None:
         raise NoActiveModel(f"Project “{project}” has no active reward model yet: train one first.")
     return reward_model

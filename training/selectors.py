@@ -27,6 +27,11 @@ def reward_models_for_project(*, project: Project) -> QuerySet[RewardModel]:
     return RewardModel.objects.filter(project=project).select_related("training_run").order_by("-version")
 
 
+def reward_model_active(*, project: Project | int) -> RewardModel | None:
+    """The project's active model version, if it has one (a constraint allows at most one)."""
+    return RewardModel.objects.filter(project=project, is_active=True).first()
+
+
 def loss_chart(*, run: TrainingRun) -> SafeString:
     """The run's training loss by step, as SVG."""
     return line_chart_svg(

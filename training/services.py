@@ -28,6 +28,7 @@ from annotation.models import ExportSnapshot, Project, Ranking
 
 from .models import RewardModel, TrainingRun
 from .runner import EngineProcess, describe_exit, engine_command, kill_processes_with_argument
+from .selectors import reward_model_active
 
 log = logging.getLogger(__name__)
 
@@ -505,7 +506,7 @@ def reward_model_register(*, run: TrainingRun, artifact_path: Path, eval_path: P
     result = run.result_metrics or {}
     held_out = result.get("eval") or {}
     accuracy = held_out.get("pairwise_accuracy") if held_out.get("pairs") else None
-    active = RewardModel.objects.filter(project=run.project, is_active=True).first()
+    active = reward_model_active(project=run.project)
     compared_accuracy = None
     reason = ""
     if active is not None:
@@ -541,7 +542,7 @@ def reward_model_register(*, run: TrainingRun, artifact_path: Path, eval_path: P
         )
         if reason:
             return reward_model
-        current = RewardModel.objects.filter(project=project, is_active=True).first()
+        current = reward_model_active(project=project)
         if current != active:
             reward_model.not_active_reason = (
                 "The active model changed while this one was compared; activate by hand."
