@@ -39,9 +39,7 @@ def project_import_view(model_admin, request, object_id: str):
         else:
             messages.success(
                 request,
-                f"Imported {batch.file_name} ({batch.get_format_display()}, {batch.lines_read} lines): "
-                f"{batch.items_created} new items, {batch.answers_created} new answers, "
-                f"{batch.rankings_created} new imported rankings.",
+                f"Imported {batch.file_name} ({batch.summary()}).",
             )
             return redirect("admin:annotation_project_change", project.pk)
     context = {

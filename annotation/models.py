@@ -75,6 +75,13 @@ class ImportBatch(models.Model):
     def __str__(self) -> str:
         return f"{self.file_name} → {self.project}"
 
+    def summary(self) -> str:
+        """What the import read and added, in one line for people."""
+        return (
+            f"{self.get_format_display()}, {self.lines_read} lines: {self.items_created} new items, "
+            f"{self.answers_created} new answers, {self.rankings_created} new imported rankings"
+        )
+
 
 class Item(models.Model):
     """A conversation ending in a user turn, and the candidate answers people rank."""

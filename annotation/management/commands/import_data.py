@@ -47,10 +47,4 @@ class Command(BaseCommand):
             )
         except ImportFailed as exc:
             raise CommandError(f"{exc}\nNothing was imported.") from exc
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Imported {path} ({batch.get_format_display()}, {batch.lines_read} lines) into {project}: "
-                f"{batch.items_created} new items, {batch.answers_created} new answers, "
-                f"{batch.rankings_created} new imported rankings."
-            )
-        )
+        self.stdout.write(self.style.SUCCESS(f"Imported {path} into {project} ({batch.summary()})."))
