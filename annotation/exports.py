@@ -786,16 +786,21 @@ def export_snapshot_create(
     filters: dict | None = None,
     force: bool = False,
     container: str = "jsonl",
+    source_fingerprint: str | None = None,
 ) -> ExportSnapshot | None:
     """Write an export to storage and record it; None when nothing changed since the latest such snapshot.
 
+    `source_fingerprint` is the project's export_source_fingerprint when the caller has just taken it (the
+    hourly run takes it once for all formats); None works it out here.
     The file is written under a temporary name and renamed (or uploaded) only once complete, so a crash
     never leaves a half file that looks like a snapshot.
     """
     check_format(format)
     container = container_for(container=container)
     parsed = ExportFilters.from_mapping(filters)
-    fingerprint = f"{container}|{export_source_fingerprint(project=project)}"
+    if source_fingerprint is None:
+        source_fingerprint = export_source_fingerprint(project=project)
+    fingerprint = f"{container}|{source_fingerprint}"
     latest = export_snapshot_latest(project=project, format=format, filters=filters)
     if not force and latest is not None and latest.source_fingerprint == fingerprint:
         return None
@@ -886,8 +891,12 @@ def export_snapshots_write_all(*, formats: Iterable[str] | None = None) -> list[
     """Snapshot every active project in every format (default filters) where something changed, then prune."""
     written = []
     for project in Project.objects.filter(is_active=True).order_by("pk"):
+        # Taken once, before any file is written: whatever changes meanwhile shows in the next run.
+        source_fingerprint = export_source_fingerprint(project=project)
         for format in formats or FORMATS:
-            snapshot = export_snapshot_create(project=project, format=format)
+            snapshot = export_snapshot_create(
+                project=project, format=format, source_fingerprint=source_fingerprint
+            )
             if snapshot is not None:
                 written.append(snapshot)
     export_snapshot_prune()

@@ -179,3 +179,22 @@ def test_prune_keeps_a_snapshot_a_training_run_was_made_from(media, django_captu
         assert export_snapshot_prune(keep=1) == 1
     assert set(ExportSnapshot.objects.values_list("pk", flat=True)) == {used.pk, newer[1].pk}
     assert (media / used.file.name).exists()
+
+
+def test_the_hourly_run_reads_each_projects_fingerprint_once_and_writes_nothing_when_unchanged(media):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    projects = [ProjectFactory(), ProjectFactory()]
+    for project in projects:
+        RankingFactory.create_batch(2, item__project=project)
+    assert len(exports.export_snapshots_write_all()) == 2 * len(exports.FORMATS)
+    files = files_under(media)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert exports.export_snapshots_write_all() == []
+    # The fingerprint is three aggregates (items, answers, rankings); nothing else counts rows.
+    aggregates = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"]]
+    assert len(aggregates) == 3 * len(projects), aggregates
+    assert ExportSnapshot.objects.count() == 2 * len(exports.FORMATS)
+    assert files_under(media) == files
