@@ -772,11 +772,22 @@ def export_source_fingerprint(*, project: Project) -> str:
 
 
 def export_snapshot_latest(
-    *, project: Project, format: str, filters: dict | None = None
+    *, project: Project, format: str, filters: dict | None = None, container: str = "jsonl"
 ) -> ExportSnapshot | None:
-    """The newest snapshot of that format and those filters, if any."""
+    """The newest snapshot of that format, those filters and that container (file type), if any."""
     normalized = ExportFilters.from_mapping(filters).as_dict()
-    return ExportSnapshot.objects.filter(project=project, format=format, filters=normalized).first()
+    container = container_for(container=container)
+    # The container is recorded only as the head of the fingerprint, which export_snapshot_create writes.
+    return (
+        ExportSnapshot.objects.filter(
+            project=project,
+            format=format,
+            filters=normalized,
+            source_fingerprint__startswith=f"{container}|",
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
 
 
 def export_snapshot_create(
@@ -801,7 +812,7 @@ def export_snapshot_create(
     if source_fingerprint is None:
         source_fingerprint = export_source_fingerprint(project=project)
     fingerprint = f"{container}|{source_fingerprint}"
-    latest = export_snapshot_latest(project=project, format=format, filters=filters)
+    latest = export_snapshot_latest(project=project, format=format, filters=filters, container=container)
     if not force and latest is not None and latest.source_fingerprint == fingerprint:
         return None
 

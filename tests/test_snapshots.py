@@ -198,3 +198,22 @@ def test_the_hourly_run_reads_each_projects_fingerprint_once_and_writes_nothing_
     assert len(aggregates) == 3 * len(projects), aggregates
     assert ExportSnapshot.objects.count() == 2 * len(exports.FORMATS)
     assert files_under(media) == files
+
+
+def test_a_forced_parquet_snapshot_does_not_make_the_scheduled_jsonl_one_look_changed(media):
+    project = ProjectFactory()
+    RankingFactory.create_batch(2, item__project=project)
+    scheduled = export_snapshot_create(project=project, format="rankings")
+    parquet = export_snapshot_create(project=project, format="rankings", container="parquet", force=True)
+    assert exports.export_snapshots_write_all(formats=["rankings"]) == []
+    assert set(ExportSnapshot.objects.values_list("pk", flat=True)) == {scheduled.pk, parquet.pk}
+
+
+def test_the_latest_snapshot_is_of_the_file_type_asked_for(media):
+    project = ProjectFactory()
+    RankingFactory(item__project=project)
+    jsonl = export_snapshot_create(project=project, format="pairs")
+    gzipped = export_snapshot_create(project=project, format="pairs", container="jsonl.gz")
+    assert exports.export_snapshot_latest(project=project, format="pairs") == jsonl
+    assert exports.export_snapshot_latest(project=project, format="pairs", container="jsonl.gz") == gzipped
+    assert exports.export_snapshot_latest(project=project, format="pairs", container="parquet") is None
