@@ -58,14 +58,18 @@ def test_progress_json_is_what_the_page_polls(staff_browser, running_run):
     assert state["loss_svg"].startswith("<svg")
 
 
-def test_training_pages_are_for_staff_only(annotator, running_run):
-    client = Client()
-    client.force_login(annotator)
+def test_training_pages_refuse_annotators_and_send_visitors_to_log_in(annotator, running_run):
+    runs_page = reverse("training:project-runs", args=[running_run.project_id])
+    progress_poll = reverse("training:run-progress", args=[running_run.pk])
+    signed_in = Client()
+    signed_in.force_login(annotator)
 
-    response = client.get(reverse("training:project-runs", args=[running_run.project_id]))
-
-    assert response.status_code == 302 and "/admin/login/" in response["Location"]
-    assert client.get(reverse("training:run-progress", args=[running_run.pk])).status_code == 302
+    refused = signed_in.get(runs_page)
+    assert refused.status_code == 403
+    assert "This page is for staff only." in refused.content.decode()
+    assert signed_in.get(progress_poll).status_code == 403
+    visitor = Client().get(runs_page)
+    assert visitor.status_code == 302 and "/accounts/login/" in visitor["Location"]
 
 
 def test_cancel_button_asks_the_worker_to_stop_and_retry_button_requeues(staff_browser, running_run):

@@ -1,13 +1,13 @@
 """Staff pages for training runs and reward-model versions: thin views over the services and selectors."""
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.models import Project
+from annotation.staff_views import staff_only
 
 from . import services
 from .api import reward_model_archive_response
@@ -23,7 +23,7 @@ from .selectors import (
 RUNS_SHOWN = 50
 
 
-@staff_member_required
+@staff_only
 def index(request):
     """Every project with its latest run and its active version."""
     latest = TrainingRun.objects.filter(project=OuterRef("pk")).order_by("-created_at", "-id")
@@ -37,7 +37,7 @@ def index(request):
     return render(request, "training/index.html", {"projects": projects})
 
 
-@staff_member_required
+@staff_only
 def project_runs(request, project_id: int):
     """A project's runs, the selected (or latest) run's live progress, loss curve and log tail."""
     project = get_object_or_404(Project, pk=project_id)
@@ -59,7 +59,7 @@ def project_runs(request, project_id: int):
     return render(request, "training/project_runs.html", context)
 
 
-@staff_member_required
+@staff_only
 def run_progress(request, run_id: int):
     """JSON the runs page polls while a run is queued or running."""
     run = get_object_or_404(TrainingRun, pk=run_id)
@@ -73,7 +73,7 @@ def _back_to_runs(project_id: int, run_id: int | None = None):
     return response
 
 
-@staff_member_required
+@staff_only
 @require_POST
 def project_retrain(request, project_id: int):
     """The "Retrain now" button."""
@@ -89,7 +89,7 @@ def project_retrain(request, project_id: int):
     return _back_to_runs(project.pk, run.pk)
 
 
-@staff_member_required
+@staff_only
 @require_POST
 def run_cancel(request, run_id: int):
     """The cancel button of a queued or running run."""
@@ -106,7 +106,7 @@ def run_cancel(request, run_id: int):
     return _back_to_runs(run.project_id, run.pk)
 
 
-@staff_member_required
+@staff_only
 @require_POST
 def run_retry(request, run_id: int):
     """The retry button of a failed or cancelled run."""
@@ -120,7 +120,7 @@ def run_retry(request, run_id: int):
     return _back_to_runs(run.project_id, new_run.pk)
 
 
-@staff_member_required
+@staff_only
 def project_models(request, project_id: int):
     """A project's model versions with their metrics, activation and download."""
     project = get_object_or_404(Project, pk=project_id)
@@ -132,7 +132,7 @@ def project_models(request, project_id: int):
     return render(request, "training/project_models.html", context)
 
 
-@staff_member_required
+@staff_only
 @require_POST
 def model_activate(request, model_id: int):
     """Make a version the project's active model, whatever its metrics."""
@@ -141,7 +141,7 @@ def model_activate(request, model_id: int):
     return redirect("training:project-models", project_id=reward_model.project_id)
 
 
-@staff_member_required
+@staff_only
 def model_download(request, model_id: int):
     """The version's directory as a .tar.gz archive."""
     reward_model = get_object_or_404(RewardModel, pk=model_id)
