@@ -871,7 +871,7 @@ def _storage_write_atomically(name: str, chunks: Iterable[bytes], digest) -> str
 
 
 def export_snapshot_prune(*, keep: int | None = None, project: Project | None = None) -> int:
-    """Keep the newest `keep` (EXPORT_SNAPSHOT_RETENTION) snapshots per format and filters, delete others.
+    """Keep the newest `keep` (EXPORT_SNAPSHOT_RETENTION) snapshots per format, filters and container.
 
     Snapshots that other rows point to (a training run's data, say) are kept, whatever their age.
     """
@@ -884,10 +884,13 @@ def export_snapshot_prune(*, keep: int | None = None, project: Project | None = 
         snapshots = snapshots.filter(project=project)
     seen: dict[tuple, int] = {}
     doomed: list[tuple[int, str]] = []
-    for pk, project_id, format, filters, file_name in snapshots.values_list(
-        "pk", "project_id", "format", "filters", "file"
+    for pk, project_id, format, filters, fingerprint, file_name in snapshots.values_list(
+        "pk", "project_id", "format", "filters", "source_fingerprint", "file"
     ).iterator(chunk_size=2000):
-        key = (project_id, format, json.dumps(filters, sort_keys=True))
+        # Per container too, as export_snapshot_latest looks: forced parquet files must not push out the
+        # scheduled jsonl one, or the next run would write that again.
+        container = fingerprint.partition("|")[0]
+        key = (project_id, format, json.dumps(filters, sort_keys=True), container)
         seen[key] = seen.get(key, 0) + 1
         if seen[key] > keep:
             doomed.append((pk, file_name))

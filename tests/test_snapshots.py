@@ -217,3 +217,25 @@ def test_the_latest_snapshot_is_of_the_file_type_asked_for(media):
     assert exports.export_snapshot_latest(project=project, format="pairs") == jsonl
     assert exports.export_snapshot_latest(project=project, format="pairs", container="jsonl.gz") == gzipped
     assert exports.export_snapshot_latest(project=project, format="pairs", container="parquet") is None
+
+
+def test_prune_keeps_the_newest_snapshots_of_each_file_type_so_parquet_ones_do_not_push_out_the_jsonl(
+    media, django_capture_on_commit_callbacks
+):
+    project = ProjectFactory()
+    RankingFactory(item__project=project)
+    scheduled = export_snapshot_create(project=project, format="rankings")
+    parquet = [
+        export_snapshot_create(project=project, format="rankings", container="parquet", force=True)
+        for _ in range(3)
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert export_snapshot_prune(keep=2) == 1
+    assert set(ExportSnapshot.objects.values_list("pk", flat=True)) == {
+        scheduled.pk,
+        parquet[1].pk,
+        parquet[2].pk,
+    }
+    assert not (media / parquet[0].file.name).exists()
+    # The scheduled jsonl snapshot is still there, so an unchanged project gets no new one.
+    assert exports.export_snapshots_write_all(formats=["rankings"]) == []
