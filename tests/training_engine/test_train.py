@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -124,6 +125,56 @@ def test_gradient_norm_before_clipping_and_share_of_clipped_steps_are_reported(t
     assert runs[None][0]["clipped_step_fraction"] is None
     # The norm is read before clipping: the first step (same model, same batch) reads the same either way.
     assert runs[1e-6][1][0] == pytest.approx(runs[None][1][0], rel=1e-5)
+
+
+def test_without_clipping_the_reported_norm_is_the_gradients_own_and_no_gradient_is_rescaled(
+    tiny_bert_dir, monkeypatch
+):
+    import torch.nn.utils.clip_grad as clip_grad
+
+    from training.reward_model.batching import collate, encode_group
+    from training.reward_model.loss import batch_loss_sum
+    from training.reward_model.modeling import disable_dropout, load_base
+    from training.reward_model.trainer import epoch_plan, only_paired_answers
+
+    rescaled = []
+    rescale = clip_grad._clip_grads_with_norm_  # what torch.nn.utils.clip_grad_norm_ calls to rescale
+    monkeypatch.setattr(
+        clip_grad, "_clip_grads_with_norm_", lambda *a, **k: rescaled.append(1) or rescale(*a, **k)
+    )
+    groups = groups_from_records(synthetic_records(12, k=3, seed=3, min_words=3, max_words=8))
+    config = TrainConfig(
+        base_model=tiny_bert_dir,
+        lr=1e-3,
+        max_length=32,
+        batch_tokens=256,
+        max_grad_norm=None,
+        max_steps=1,
+        log_every=1,
+        show_progress_bar=False,
+    )
+    events = []
+    train(config, groups, on_event=events.append)
+    reported = next(e["grad_norm"] for e in events if e["event"] == "progress")
+    assert rescaled == []
+
+    # By hand: the same model and first batch, one backward of the step's mean loss.
+    model, tokenizer = load_base(tiny_bert_dir)
+    disable_dropout(model)
+    encoded = [encode_group(only_paired_answers(g), tokenizer, config.max_length) for g in groups]
+    batch = collate([encoded[i] for i in epoch_plan(encoded, config, 0)[0]], tokenizer.pad_token_id)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    rewards = model(**inputs).logits[:, 0]
+    total, count = batch_loss_sum(
+        rewards, batch["better"], batch["worse"], batch["pair_group"], batch["rankings"], config.loss
+    )
+    (total / count).backward()
+    by_hand = sum(float(p.grad.double().pow(2).sum()) for p in model.parameters() if p.grad is not None)
+    assert reported == pytest.approx(by_hand**0.5, rel=1e-5)
+
+    # With a bound the gradients go through clipping.
+    train(dataclasses.replace(config, max_grad_norm=1.0), groups)
+    assert rescaled
 
 
 def test_plackett_luce_trains_on_items_without_a_single_ranking(tiny_bert_dir):

@@ -102,6 +102,25 @@ def _set_activation_checkpointing(model: Any, on: bool) -> None:
         model.gradient_checkpointing_disable()
 
 
+def _grad_norm(accelerator: Any, model: torch.nn.Module, max_grad_norm: float | None) -> torch.Tensor | None:
+    """The step's total gradient norm before clipping; clips the gradients to `max_grad_norm` when set."""
+    from accelerate.utils import DistributedType
+
+    # Without a bound only the norm is needed: clipping to an infinite one would still rescale every gradient
+    # by 1. Under DDP the gradients are already all-reduced, so the local norm is the global one; sharded
+    # backends hold a part of each gradient (or clip inside their engine) and keep Accelerate's own path.
+    sharded = {
+        DistributedType.FSDP,
+        DistributedType.DEEPSPEED,
+        DistributedType.XLA,
+        DistributedType.MEGATRON_LM,
+    }
+    if max_grad_norm or accelerator.distributed_type in sharded:
+        return accelerator.clip_grad_norm_(model.parameters(), max_grad_norm or math.inf)
+    accelerator.unscale_gradients()  # fp16's loss scale; a no-op for bf16 and fp32
+    return torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+
+
 def only_paired_answers(group: Group) -> Group:
     """The group without answers that are in no pair: forwarding them would cost time and teach nothing."""
     used = sorted({i for pair in group.pairs for i in pair})
@@ -328,9 +347,9 @@ def train(
                 answers_seen += int(batch["input_ids"].shape[0])
                 tokens_seen += batch["n_tokens"]
                 padded_seen += int(batch["input_ids"].numel())
-            # Measured even without clipping (an infinite bound multiplies by 1): the norm and how often the
-            # bound cuts it show whether clipping shrinks the steps. Kept on the device, read at the end.
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm or math.inf)
+            # Measured even without clipping: the norm and how often the bound cuts it show whether clipping
+            # shrinks the steps. Kept on the device, read at the end.
+            grad_norm = _grad_norm(accelerator, model, config.max_grad_norm)
             if grad_norm is not None:
                 grad_norm = grad_norm.detach().float()
                 grad_norm_sum += grad_norm
