@@ -64,7 +64,9 @@ def test_first_model_activates_and_a_worse_one_waits_for_staff(roots, project):
     first = run.reward_model
     assert (first.version, first.is_active) == (1, True)
     assert first.pairwise_accuracy is not None
-    assert (roots / "models" / f"project-{project.pk}" / f"run-{run.pk}" / "model" / "config.json").exists()
+    run_files = roots / "models" / f"project-{project.pk}" / f"run-{run.pk}"
+    assert (run_files / "model" / "config.json").exists()
+    assert not (run_files / "data").exists()  # the split of the kept snapshot, not needed any more
 
     # lr 0 leaves the random base model untouched: worse than the trained one on the same split.
     run = training_run_execute(run_id=queued_run(project, lr=0.0, epochs=1).pk)
@@ -91,6 +93,7 @@ def test_engine_error_fails_the_run_with_the_error(roots, project, tmp_path):
     assert "no-such-model" in run.error
     assert run.finished_at is not None
     assert not RewardModel.objects.filter(project=project).exists()
+    assert not (roots / "models" / f"project-{project.pk}" / f"run-{run.pk}").exists()
 
 
 def test_project_without_rankings_fails_with_a_clear_message(roots, tiny_base):

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -404,8 +404,8 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
         return None
     run = TrainingRun.objects.select_related("project").get(pk=run_id)
     engine: EngineProcess | None = None
+    directory = run_directory(run)
     try:
-        directory = run_directory(run)
         # Read before the export: a ranking that lands in between is counted again next time, never missed.
         run.last_ranking_id = Ranking.objects.filter(item__project=run.project).aggregate(m=Max("pk"))["m"]
         with _heartbeat_in_background(run_id=run.pk):
@@ -454,7 +454,6 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
             run.refresh_from_db(fields=["status"])
             if run.status == TrainingRun.Status.RUNNING:
                 _run_finish(run, TrainingRun.Status.CANCELLED, engine=engine)
-            shutil.rmtree(output, ignore_errors=True)
             return run
         if returncode != 0 or progress.result is None:
             error = _engine_error(engine, returncode, reported=progress.error)
@@ -472,6 +471,21 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
             engine.terminate(marker=run_process_marker(run))
         _run_finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", engine=engine)
         return run
+    finally:
+        _run_files_tidy(run=run, directory=directory)
+
+
+def _run_files_tidy(*, run: TrainingRun, directory: Path) -> None:
+    """Delete what an ended run no longer needs, keeping the model of a registered version.
+
+    The train/eval files are a split of the run's rankings snapshot, which is kept (the run points to it)
+    and splits the same way again, so they go; so does the model of a run that registered no version.
+    """
+    shutil.rmtree(directory / "data", ignore_errors=True)
+    if not RewardModel.objects.filter(training_run=run).exists():
+        shutil.rmtree(directory / "model", ignore_errors=True)
+    with suppress(OSError):
+        directory.rmdir()  # only when nothing is left in it
 
 
 def _engine_error(engine: EngineProcess, returncode: int, *, reported: str = "") -> str:
