@@ -362,7 +362,12 @@ def train(
             step += 1
             bar.update(1)
             if step % config.log_every == 0 or step == total_steps:
-                step_loss = last_loss = float(step_loss_t)
+                # Both figures in one read: each read from the device waits for its queue to drain.
+                if grad_norm is None:
+                    step_loss, norm = float(step_loss_t), None
+                else:
+                    step_loss, norm = torch.stack([step_loss_t, grad_norm]).tolist()
+                last_loss = step_loss
                 bar.set_postfix(loss=f"{step_loss:.4f}")
                 emit(
                     {
@@ -371,7 +376,7 @@ def train(
                         "total_steps": total_steps,
                         "epoch": epoch + (start + len(micro)) / max(len(plan), 1),
                         "loss": round(step_loss, 6),
-                        "grad_norm": None if grad_norm is None else _significant(float(grad_norm)),
+                        "grad_norm": None if norm is None else _significant(norm),
                         "lr": scheduler.get_last_lr()[0],
                         "elapsed_seconds": round(train_seconds + time.perf_counter() - epoch_start, 3),
                         "answers_seen": answers_seen,
