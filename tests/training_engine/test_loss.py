@@ -170,3 +170,30 @@ def test_batch_loss_reads_no_value_back_from_the_device_when_pair_group_stays_on
         rewards, better, worse, torch.tensor([0, 1, 2]), rankings, "plackett-luce", 0.01
     )
     assert total.device.type == "meta" and count == 3
+
+
+def test_collated_ranking_index_gives_each_group_its_own_plackett_luce_term():
+    from training.reward_model.batching import EncodedGroup, collate
+
+    tied = EncodedGroup(
+        "a", [[1], [2], [3], [4]], None, [(0, 2), (1, 2), (0, 3), (1, 3), (2, 3)], [[0, 1], [2], [3]]
+    )
+    unranked = EncodedGroup("b", [[5], [6]], None, [(1, 0)], None)
+    reversed_ = EncodedGroup("c", [[7], [8], [9]], None, [(2, 1), (2, 0), (1, 0)], [[2], [1], [0]])
+    batch = collate([tied, unranked, reversed_], pad_token_id=0)
+    rewards = torch.tensor([0.5, 0.2, -0.3, 1.0, 0.1, 0.4, 2.0, -1.0, 0.3])
+    total, count = batch_loss_sum(
+        rewards,
+        batch["better"],
+        batch["worse"],
+        batch["pair_group"],
+        batch["rankings"],
+        "plackett-luce",
+        ranking_index=batch["ranking_index"],
+    )
+    # Each ranked group on its own rewards, plus the unranked group's one Bradley-Terry pair (0.4 > 0.1).
+    by_group = plackett_luce_group_terms(rewards[:4], [tied.ranking]).sum()
+    by_group += plackett_luce_group_terms(rewards[6:], [reversed_.ranking]).sum()
+    by_group += -math.log(_sig(0.4 - 0.1))
+    assert count == 3
+    assert math.isclose(total.item(), by_group.item(), rel_tol=1e-6)
