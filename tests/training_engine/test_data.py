@@ -91,6 +91,26 @@ def test_pairs_with_same_prompt_merge_and_answers_are_forwarded_once(tmp_path):
         ]
 
 
+def test_keep_unranked_keeps_every_answer_of_an_item_once_for_scoring():
+    unranked = {**RANKINGS_ROW, "annotator": "ann-2", "ranking": None}
+    extra = {
+        **RANKINGS_ROW,
+        "annotator": "ann-3",
+        "answers": [{"id": "d", "text": "D"}],
+        "not_rankable": True,
+    }
+    never_ranked = {"id": "u1", "prompt": "q", "answers": ["x", "y", "x"]}
+    rows = [unranked, RANKINGS_ROW, extra, never_ranked]
+    report = ReadReport()
+    item, never = groups_from_records(rows, report=report, keep_unranked=True)
+    assert item.id == "17" and [a["id"] for a in item.answers] == ["a", "b", "c", "d"]
+    assert item.pairs == groups_from_records([RANKINGS_ROW])[0].pairs and item.ranking == [[1], [0, 2]]
+    assert never.id == "u1" and never.answer_texts == ["x", "y"] and never.pairs == []
+    assert report.skipped == {}
+    # Training reads the same rows without the unranked ones.
+    assert [g.id for g in groups_from_records(rows)] == ["17"]
+
+
 def test_pairs_chat_and_implicit_hh_prompts():
     chat = {
         "prompt": [{"role": "user", "content": "hello"}],

@@ -17,6 +17,7 @@ from training.reward_model import (
     TrainConfig,
     groups_from_records,
     pipeline_input,
+    read_groups,
     read_metadata,
     score_texts,
     split_groups,
@@ -317,6 +318,27 @@ def test_cli_train_evaluate_score_protocol(tiny_bert_dir, tmp_path, capsys):
 
     assert main(["train", "--data", str(tmp_path / "missing.jsonl"), "--output", str(out)]) == 1
     assert _lines(capsys.readouterr().out)[-1]["event"] == "error"
+
+
+def test_score_emits_an_answer_of_several_pairs_once_with_the_groups_train_reads(
+    tiny_bert_dir, tmp_path, capsys
+):
+    from training.reward_model.cli import main
+
+    data = tmp_path / "pairs.jsonl"
+    rows = [
+        {"prompt": "q", "chosen": "correct clear", "rejected": "wrong rude"},
+        {"prompt": "q", "chosen": "correct clear", "rejected": "wrong"},  # the same answer in a second pair
+        {"prompt": "other", "chosen": "clear", "rejected": "rude"},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["score", "--model", tiny_bert_dir, "--data", str(data)]) == 0
+    events = _lines(capsys.readouterr().out)
+    scored = [(e["group_id"], e["answer_id"], e["answer_index"]) for e in events if e["event"] == "score"]
+    groups = read_groups(data)
+    assert scored == [(g.id, a["id"], k) for g in groups for k, a in enumerate(g.answers)]
+    assert len(scored) == len(set(scored)) == 5
+    assert events[-1] == {"event": "result", "answers": 5, "groups": 2}
 
 
 def test_engine_imports_without_django():

@@ -22,8 +22,9 @@ to stderr. A parent reads stdout line by line:
 ``evaluate``
     one line: {"event": "result", "pairwise_accuracy": x, "pairs": n, "items": n, ...}
 ``score``
-    one line per answer: {"event": "score", "group_id": ..., "answer_id": ..., "answer_index": k,
-    "reward": x}, then {"event": "result", "answers": n, "groups": n}
+    one line per distinct answer of each item, rows of one item or prompt merged as ``train`` reads them:
+    {"event": "score", "group_id": ..., "answer_id": ..., "answer_index": k, "reward": x},
+    then {"event": "result", "answers": n, "groups": n}
 
 On failure the last line is {"event": "error", "error": "<message>"} and the exit status is 1; bad
 arguments exit with status 2 and argparse's usage message on stderr (no JSON). Only the main process
@@ -182,24 +183,15 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_score(args: argparse.Namespace) -> dict[str, Any]:
-    """Run `score`, printing one line per answer, and return the summary record."""
+    """Run `score`, printing one line per distinct answer of each item, and return the summary record."""
     from .batching import encode_group
-    from .data import Group, groups_from_records, iter_records, normalize_conversation
+    from .data import read_groups
     from .modeling import RewardScorer, score_encoded
 
     scorer = RewardScorer(args.model, device=args.device, batch_tokens=args.batch_tokens)
-    # Scoring needs no preferences: unranked items are scored too, so read rows directly when possible.
-    groups = []
-    for n, record in enumerate(iter_records(args.data)):
-        if "answers" in record and not record.get("ranking"):
-            answers = [a if isinstance(a, dict) else {"text": str(a)} for a in record["answers"]]
-            answers = [
-                {"id": str(a.get("id", k)), "text": str(a.get("text", ""))} for k, a in enumerate(answers)
-            ]
-            conv = normalize_conversation(record.get("conversation", record.get("prompt")))
-            groups.append(Group(str(record.get("item_id", record.get("id", n))), conv, answers, []))
-        else:
-            groups.extend(groups_from_records([record], fmt=args.format))
+    # Read as `train` and `evaluate` read the file (rows of one item or prompt merged, an answer in several
+    # pairs kept once); scoring needs no preferences, so unranked items are kept too.
+    groups = read_groups(args.data, args.format, keep_unranked=True)
     encoded = [encode_group(g, scorer.tokenizer, scorer.max_length) for g in groups]
     scores = score_encoded(
         scorer.model, encoded, scorer.tokenizer.pad_token_id, args.batch_tokens, scorer.device

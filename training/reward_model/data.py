@@ -162,17 +162,27 @@ def detect_format(record: dict[str, Any]) -> str:
     raise ValueError(f"unrecognised row shape with keys {sorted(record)}")
 
 
-def read_groups(path: str | Path, fmt: str = "auto", report: ReadReport | None = None) -> list[Group]:
+def read_groups(
+    path: str | Path, fmt: str = "auto", report: ReadReport | None = None, *, keep_unranked: bool = False
+) -> list[Group]:
     """Read a preference file of any supported shape into groups (rows of one item or prompt merged)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
-    return groups_from_records(iter_records(path), fmt=fmt, report=report)
+    return groups_from_records(iter_records(path), fmt=fmt, report=report, keep_unranked=keep_unranked)
 
 
 def groups_from_records(
-    records: Iterable[dict[str, Any]], fmt: str = "auto", report: ReadReport | None = None
+    records: Iterable[dict[str, Any]],
+    fmt: str = "auto",
+    report: ReadReport | None = None,
+    *,
+    keep_unranked: bool = False,
 ) -> list[Group]:
-    """Build groups from in-memory rows (the export shapes, or dicts the Django side builds the same way)."""
+    """Build groups from in-memory rows (the export shapes, or dicts the Django side builds the same way).
+
+    With `keep_unranked` (for scoring), rows without a usable ranking still add their answers, and items
+    without any pair are kept with no pairs.
+    """
     report = report if report is not None else ReadReport()
     builders: dict[str, _GroupBuilder] = {}
     for record in records:
@@ -181,10 +191,10 @@ def groups_from_records(
         if shape in ("pairs", "pairs-chat"):
             _add_pair_row(record, builders, report)
         else:
-            _add_ranking_row(record, builders, report, report.rows)
+            _add_ranking_row(record, builders, report, keep_unranked)
     groups = []
     for b in builders.values():
-        group = b.build()
+        group = b.build(keep_unranked)
         if group is None:
             report.skip("item without any preference pair")
         else:
@@ -217,8 +227,10 @@ class _GroupBuilder:
             self.answers.append(entry)
         return self.index[key]
 
-    def build(self) -> Group | None:
+    def build(self, keep_unranked: bool = False) -> Group | None:
         if not self.pairs:
+            if keep_unranked and self.answers:
+                return Group(self.id, self.conversation, self.answers, [])
             return None
         if len(self.rankings) == 1:
             ranking = self.rankings[0]
@@ -261,29 +273,39 @@ def _normalize_ranking(ranking: Any, n: int, ids: list[str | None]) -> list[list
     return out
 
 
+def _builder_for(
+    builders: dict[str, _GroupBuilder], item_id: Any, conversation: list[Message]
+) -> _GroupBuilder:
+    """The builder of the row's item: by its id, else by its conversation."""
+    group_id = str(item_id) if item_id is not None else _conversation_key(conversation)
+    if group_id not in builders:
+        builders[group_id] = _GroupBuilder(group_id, conversation)
+    return builders[group_id]
+
+
 def _add_ranking_row(
-    record: dict, builders: dict[str, _GroupBuilder], report: ReadReport, rowno: int
+    record: dict, builders: dict[str, _GroupBuilder], report: ReadReport, keep_unranked: bool = False
 ) -> None:
-    if record.get("not_rankable"):
-        report.skip("marked not_rankable")
+    not_rankable, ranking_raw = record.get("not_rankable"), record.get("ranking")
+    if not keep_unranked and (not_rankable or not ranking_raw):
+        report.skip("marked not_rankable" if not_rankable else "row without a ranking")
         return
     conversation = normalize_conversation(record.get("conversation", record.get("prompt")))
     answers = record.get("answers") or []
     parsed = [_answer_text(a) for a in answers]
-    ranking_raw = record.get("ranking")
-    if not ranking_raw:
-        report.skip("row without a ranking")
-        return
+    item_id = record.get("item_id", record.get("id"))
+    if keep_unranked:  # every answer counts, whatever becomes of the ranking
+        builder = _builder_for(builders, item_id, conversation)
+        for aid, text, model in parsed:
+            builder.answer(aid, text, model)
+        if not_rankable or not ranking_raw:
+            return
     try:
         ranking = _normalize_ranking(ranking_raw, len(parsed), [p[0] for p in parsed])
     except ValueError as exc:
         report.skip(f"invalid ranking ({exc})")
         return
-    item_id = record.get("item_id", record.get("id"))
-    group_id = str(item_id) if item_id is not None else _conversation_key(conversation)
-    builder = builders.get(group_id)
-    if builder is None:
-        builder = builders[group_id] = _GroupBuilder(group_id, conversation)
+    builder = _builder_for(builders, item_id, conversation)
     local = [builder.answer(aid, text, model) for aid, text, model in parsed]
     mapped = [[local[i] for i in level] for level in ranking]
     new_pairs = pairs_from_ranking(mapped)
@@ -332,11 +354,7 @@ def _add_pair_row(record: dict, builders: dict[str, _GroupBuilder], report: Read
     if chosen_text == rejected_text:
         report.skip("pair whose chosen and rejected answers are identical")
         return
-    item_id = record.get("item_id")
-    group_id = str(item_id) if item_id is not None else _conversation_key(conversation)
-    builder = builders.get(group_id)
-    if builder is None:
-        builder = builders[group_id] = _GroupBuilder(group_id, conversation)
+    builder = _builder_for(builders, record.get("item_id"), conversation)
     # Answers are identified by text inside one item, so an answer in several pairs is forwarded once.
     b = builder.answer(None, chosen_text)
     w = builder.answer(None, rejected_text)
