@@ -776,14 +776,12 @@ def export_snapshot_latest(
 ) -> ExportSnapshot | None:
     """The newest snapshot of that format, those filters and that container (file type), if any."""
     normalized = ExportFilters.from_mapping(filters).as_dict()
-    container = container_for(container=container)
-    # The container is recorded only as the head of the fingerprint, which export_snapshot_create writes.
     return (
         ExportSnapshot.objects.filter(
             project=project,
             format=format,
+            container=container_for(container=container),
             filters=normalized,
-            source_fingerprint__startswith=f"{container}|",
         )
         .order_by("-created_at", "-id")
         .first()
@@ -811,9 +809,8 @@ def export_snapshot_create(
     parsed = ExportFilters.from_mapping(filters)
     if source_fingerprint is None:
         source_fingerprint = export_source_fingerprint(project=project)
-    fingerprint = f"{container}|{source_fingerprint}"
     latest = export_snapshot_latest(project=project, format=format, filters=filters, container=container)
-    if not force and latest is not None and latest.source_fingerprint == fingerprint:
+    if not force and latest is not None and latest.source_fingerprint == source_fingerprint:
         return None
 
     now = timezone.now()
@@ -829,12 +826,13 @@ def export_snapshot_create(
             return ExportSnapshot.objects.create(
                 project=project,
                 format=format,
+                container=container,
                 filters=parsed.as_dict(),
                 file=name,
                 row_count=progress.rows,
                 item_count=progress.items,
                 sha256=digest.hexdigest(),
-                source_fingerprint=fingerprint,
+                source_fingerprint=source_fingerprint,
             )
     except BaseException:
         default_storage.delete(name)
@@ -879,18 +877,19 @@ def export_snapshot_prune(*, keep: int | None = None, project: Project | None = 
     in_use = Q(pk__in=[])
     for relation in ExportSnapshot._meta.related_objects:
         in_use |= Q(**{f"{relation.name}__isnull": False})
-    snapshots = ExportSnapshot.objects.exclude(in_use).order_by("project_id", "format", "-created_at", "-id")
+    snapshots = ExportSnapshot.objects.exclude(in_use).order_by(
+        "project_id", "format", "container", "-created_at", "-id"
+    )
     if project is not None:
         snapshots = snapshots.filter(project=project)
     seen: dict[tuple, int] = {}
     doomed: list[tuple[int, str]] = []
-    for pk, project_id, format, filters, fingerprint, file_name in snapshots.values_list(
-        "pk", "project_id", "format", "filters", "source_fingerprint", "file"
+    for pk, project_id, format, container, filters, file_name in snapshots.values_list(
+        "pk", "project_id", "format", "container", "filters", "file"
     ).iterator(chunk_size=2000):
         # Per container too, as export_snapshot_latest looks: forced parquet files must not push out the
         # scheduled jsonl one, or the next run would write that again.
-        container = fingerprint.partition("|")[0]
-        key = (project_id, format, json.dumps(filters, sort_keys=True), container)
+        key = (project_id, format, container, json.dumps(filters, sort_keys=True))
         seen[key] = seen.get(key, 0) + 1
         if seen[key] > keep:
             doomed.append((pk, file_name))

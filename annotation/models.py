@@ -278,20 +278,29 @@ class ExportSnapshot(models.Model):
         PAIRS_CHAT = "pairs-chat", "Pairs (chat)"
         OASST = "oasst", "Open-Assistant trees"
 
+    class Container(models.TextChoices):
+        JSONL = "jsonl", "JSON Lines"
+        JSONL_GZ = "jsonl.gz", "JSON Lines, gzipped"
+        PARQUET = "parquet", "Parquet"
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="export_snapshots")
     format = models.CharField(max_length=20, choices=Format.choices)
+    # The file type; a forced parquet file and the scheduled jsonl one are kept and compared apart.
+    container = models.CharField(max_length=10, choices=Container.choices, default=Container.JSONL)
     filters = models.JSONField(default=dict, blank=True)
     file = models.FileField(upload_to="exports/%Y/%m/", max_length=500)
     row_count = models.PositiveIntegerField(default=0)
     item_count = models.PositiveIntegerField(default=0)
     sha256 = models.CharField(max_length=64)
-    # What the data looked like when written (e.g. the newest ranking id), to skip unchanged projects.
+    # What the data looked like when written (export_source_fingerprint), to skip unchanged projects.
     source_fingerprint = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["project", "format", "-created_at"], name="snapshot_latest_idx")]
+        indexes = [
+            models.Index(fields=["project", "format", "container", "-created_at"], name="snapshot_latest_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_format_display()} snapshot of {self.project} ({self.created_at:%Y-%m-%d %H:%M})"

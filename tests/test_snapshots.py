@@ -20,6 +20,7 @@ from tests.factories import ItemFactory, ProjectFactory, RankingFactory
 pytestmark = pytest.mark.django_db
 
 schedule_migration = importlib.import_module("annotation.migrations.0002_export_snapshot_schedule")
+container_migration = importlib.import_module("annotation.migrations.0005_export_snapshot_container")
 
 
 @pytest.fixture
@@ -38,6 +39,8 @@ def test_a_snapshot_records_its_file_rows_items_and_checksum(media):
     snapshot = export_snapshot_create(project=project, format="pairs", filters={"min_annotators": 1})
     content = (media / snapshot.file.name).read_bytes()
     assert snapshot.file.name.startswith("exports/") and snapshot.file.name.endswith(".jsonl")
+    assert snapshot.container == ExportSnapshot.Container.JSONL
+    assert snapshot.source_fingerprint == exports.export_source_fingerprint(project=project)
     assert (snapshot.row_count, snapshot.item_count) == (6, 2)
     assert len(content.splitlines()) == 6
     assert snapshot.sha256 == hashlib.sha256(content).hexdigest()
@@ -239,3 +242,96 @@ def test_prune_keeps_the_newest_snapshots_of_each_file_type_so_parquet_ones_do_n
     assert not (media / parquet[0].file.name).exists()
     # The scheduled jsonl snapshot is still there, so an unchanged project gets no new one.
     assert exports.export_snapshots_write_all(formats=["rankings"]) == []
+
+
+def test_a_snapshot_records_the_file_type_it_was_written_in(media):
+    project = ProjectFactory()
+    RankingFactory(item__project=project)
+    for container in exports.CONTAINERS:
+        snapshot = export_snapshot_create(project=project, format="pairs", container=container)
+        assert snapshot.container == container
+        assert snapshot.file.name.endswith(f".{container}")
+
+
+def test_the_export_file_types_are_the_snapshot_file_types():
+    assert ExportSnapshot.Container.values == exports.CONTAINERS
+
+
+OLD_STYLE_ROWS = {
+    # file name: fingerprint as written before the container column (the file type only at its head)
+    "a.parquet": "parquet|1:2:3:4:5:6",
+    "b.jsonl.gz": "jsonl.gz|1:2:3:4:5:6",
+    "c.jsonl": "jsonl|1:2:3:4:5:6",
+    "d.PARQUET": "",
+    "e.jsonl.gz": "7:8",
+    "f.jsonl": "",
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_takes_the_file_type_from_the_fingerprint_else_the_file_name_and_back():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("annotation", "0004_item_rendered")]
+    after = [("annotation", "0005_export_snapshot_container")]
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate(before)
+        old = executor.loader.project_state(before).apps
+        project = old.get_model("annotation", "Project").objects.create(name="Before the migration")
+        for file, fingerprint in OLD_STYLE_ROWS.items():
+            old.get_model("annotation", "ExportSnapshot").objects.create(
+                project_id=project.pk,
+                format="rankings",
+                file=file,
+                sha256="0",
+                source_fingerprint=fingerprint,
+            )
+
+        executor.loader.build_graph()
+        executor.migrate(after)
+        new = executor.loader.project_state(after).apps
+        rows = new.get_model("annotation", "ExportSnapshot").objects.order_by("file")
+        assert list(rows.values_list("file", "container", "source_fingerprint")) == [
+            ("a.parquet", "parquet", "1:2:3:4:5:6"),
+            ("b.jsonl.gz", "jsonl.gz", "1:2:3:4:5:6"),
+            ("c.jsonl", "jsonl", "1:2:3:4:5:6"),
+            ("d.PARQUET", "parquet", ""),
+            ("e.jsonl.gz", "jsonl.gz", "7:8"),
+            ("f.jsonl", "jsonl", ""),
+        ]
+
+        executor.loader.build_graph()
+        executor.migrate(before)
+        rows = old.get_model("annotation", "ExportSnapshot").objects.order_by("file")
+        assert list(rows.values_list("source_fingerprint", flat=True)) == [
+            "parquet|1:2:3:4:5:6",
+            "jsonl.gz|1:2:3:4:5:6",
+            "jsonl|1:2:3:4:5:6",
+            "parquet|",
+            "jsonl.gz|7:8",
+            "jsonl|",
+        ]
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_after_the_migration_an_unchanged_project_gets_no_new_snapshot_in_any_file_type(media):
+    project = ProjectFactory()
+    RankingFactory.create_batch(2, item__project=project)
+    written = [
+        export_snapshot_create(project=project, format="rankings", container=container)
+        for container in exports.CONTAINERS
+    ]
+    # Put them back as the code before the migration wrote them.
+    for snapshot in written:
+        ExportSnapshot.objects.filter(pk=snapshot.pk).update(
+            container=ExportSnapshot.Container.JSONL,
+            source_fingerprint=f"{snapshot.container}|{snapshot.source_fingerprint}",
+        )
+    container_migration.fill_container(django_apps, None)
+    for container in exports.CONTAINERS:
+        assert export_snapshot_create(project=project, format="rankings", container=container) is None
+    assert ExportSnapshot.objects.count() == len(exports.CONTAINERS)
