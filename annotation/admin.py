@@ -130,8 +130,8 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(ExportSnapshot)
 class ExportSnapshotAdmin(admin.ModelAdmin):
-    list_display = ["project", "format", "row_count", "item_count", "sha256", "created_at"]
-    list_filter = ["format", "project"]
+    list_display = ["project", "format", "container", "row_count", "item_count", "sha256", "created_at"]
+    list_filter = ["format", "container", "project"]
     readonly_fields = [field.name for field in ExportSnapshot._meta.fields]
 
     def has_add_permission(self, request):

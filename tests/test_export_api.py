@@ -129,11 +129,28 @@ def test_staff_list_and_download_snapshots_as_written(project, media, staff_clie
     assert listing["results"][0]["row_count"] == 19 and listing["results"][0]["format"] == "pairs"
     only_rankings = staff_client.get(f"/api/projects/{project.pk}/snapshots/?format=rankings").json()
     assert [s["id"] for s in only_rankings["results"]] == [older.pk]
+    assert [s["container"] for s in listing["results"]] == ["jsonl.gz", "jsonl"]
     download = staff_client.get(listing["results"][0]["download_url"])
     content = b"".join(download.streaming_content)
     assert hashlib.sha256(content).hexdigest() == newer.sha256 == download["X-Checksum-SHA256"]
     assert download["Content-Type"] == "application/gzip"
     assert len(gzip.decompress(content).splitlines()) == 19
+
+
+def test_staff_list_only_the_snapshots_of_one_file_type(project, media, staff_client):
+    jsonl = export_snapshot_create(project=project, format="pairs")
+    parquet = export_snapshot_create(project=project, format="pairs", container="parquet")
+    rankings_parquet = export_snapshot_create(project=project, format="rankings", container="parquet")
+    url = f"/api/projects/{project.pk}/snapshots/"
+    only_parquet = staff_client.get(f"{url}?container=parquet").json()["results"]
+    assert [(s["id"], s["container"]) for s in only_parquet] == [
+        (rankings_parquet.pk, "parquet"),
+        (parquet.pk, "parquet"),
+    ]
+    both = staff_client.get(f"{url}?container=parquet&format=pairs").json()["results"]
+    assert [s["id"] for s in both] == [parquet.pk]
+    assert [s["id"] for s in staff_client.get(f"{url}?container=jsonl").json()["results"]] == [jsonl.pk]
+    assert staff_client.get(f"{url}?container=jsonl.gz").json()["results"] == []
 
 
 def test_agreement_figures_for_two_agreeing_people_and_one_who_reverses_them(project, staff_client):

@@ -53,6 +53,15 @@ def test_snapshots_are_listed_with_download_links(project):
     assert snapshot.sha256[:12] in html
 
 
+def test_each_snapshot_shows_its_file_type(project):
+    export_snapshot_create(project=project, format="pairs", container="parquet")
+    html = client_for(UserFactory(is_staff=True)).get(f"/projects/{project.pk}/data/").content.decode()
+    table = html[html.index('id="snapshots"') :]
+    assert ">File type</th>" in table
+    assert re.search(r'<td title="Parquet">\.parquet</td>', table)
+    assert ".jsonl" not in table
+
+
 def test_annotators_are_refused_and_visitors_sent_to_log_in(project):
     assert client_for(project.people[0]).get(f"/projects/{project.pk}/data/").status_code == 403
     response = Client().get(f"/projects/{project.pk}/data/")

@@ -121,6 +121,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
             "id",
             "project",
             "format",
+            "container",
             "filters",
             "row_count",
             "item_count",
@@ -139,7 +140,10 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 @extend_schema(
     summary="A project's export snapshots, newest first (staff)",
-    parameters=[OpenApiParameter("format", str, enum=FORMATS, description="Only this format.")],
+    parameters=[
+        OpenApiParameter("format", str, enum=FORMATS, description="Only this format."),
+        OpenApiParameter("container", str, enum=CONTAINERS, description="Only this file type."),
+    ],
 )
 class ProjectSnapshotListView(generics.ListAPIView):
     """The snapshots the schedule (or training) wrote for a project."""
@@ -153,6 +157,8 @@ class ProjectSnapshotListView(generics.ListAPIView):
         snapshots = ExportSnapshot.objects.filter(project=project).order_by("-created_at", "-id")
         if self.request.query_params.get("format"):
             snapshots = snapshots.filter(format=self.request.query_params["format"])
+        if self.request.query_params.get("container"):
+            snapshots = snapshots.filter(container=self.request.query_params["container"])
         return snapshots
 
 
