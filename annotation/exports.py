@@ -33,7 +33,7 @@ from .models import Answer, ExportSnapshot, Item, Project, Ranking
 from .pairs import ranking_pairs
 
 FORMATS = [choice.value for choice in ExportSnapshot.Format]
-CONTAINERS = ["jsonl", "jsonl.gz", "parquet"]
+CONTAINERS = [choice.value for choice in ExportSnapshot.Container]
 PAIRS_FROM = ["rankings", "consensus"]
 ITEM_CHUNK_SIZE = 2000
 PARQUET_ROW_GROUP_ROWS = 20_000

@@ -15,10 +15,14 @@ def export_snapshots_write() -> dict[str, int]:
 
 
 @shared_task(name="annotation.tasks.export_snapshot_write")
-def export_snapshot_write(project_id: int, format: str, filters: dict | None = None) -> int | None:
-    """Write one snapshot now (even if nothing changed) and return its id."""
+def export_snapshot_write(
+    project_id: int, format: str, filters: dict | None = None, container: str = "jsonl"
+) -> int | None:
+    """Write one snapshot now (even if nothing changed), in that file type, and return its id."""
     project = Project.objects.get(pk=project_id)
-    snapshot = export_snapshot_create(project=project, format=format, filters=filters, force=True)
+    snapshot = export_snapshot_create(
+        project=project, format=format, filters=filters, force=True, container=container
+    )
     return snapshot.pk if snapshot else None
 
 

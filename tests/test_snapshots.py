@@ -14,6 +14,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from annotation import exports
 from annotation.exports import export_snapshot_create, export_snapshot_prune
 from annotation.models import ExportSnapshot
+from annotation.tasks import export_snapshot_write
 from tests.conftest import child_process_env
 from tests.factories import ItemFactory, ProjectFactory, RankingFactory
 
@@ -335,3 +336,16 @@ def test_after_the_migration_an_unchanged_project_gets_no_new_snapshot_in_any_fi
     for container in exports.CONTAINERS:
         assert export_snapshot_create(project=project, format="rankings", container=container) is None
     assert ExportSnapshot.objects.count() == len(exports.CONTAINERS)
+
+
+def test_the_snapshot_task_writes_the_file_type_asked_for_and_the_download_says_so(media, staff_client):
+    project = ProjectFactory()
+    RankingFactory(item__project=project)
+
+    snapshot_id = export_snapshot_write(project.pk, "pairs", container="parquet")
+
+    snapshot = ExportSnapshot.objects.get(pk=snapshot_id)
+    assert snapshot.container == "parquet" and snapshot.file.name.endswith(".parquet")
+    response = staff_client.get(f"/api/snapshots/{snapshot_id}/download/")
+    assert response["Content-Type"] == "application/vnd.apache.parquet"
+    assert b"".join(response.streaming_content).startswith(b"PAR1")

@@ -174,12 +174,11 @@ class SnapshotDownloadView(APIView):
     def get(self, request, snapshot_id: int):
         snapshot = get_object_or_404(ExportSnapshot, pk=snapshot_id)
         name = os.path.basename(snapshot.file.name)
-        container = container_for(name=name)
         response = FileResponse(
             default_storage.open(snapshot.file.name, "rb"),
             as_attachment=True,
             filename=name,
-            content_type=CONTENT_TYPES[container],
+            content_type=CONTENT_TYPES[snapshot.container],
         )
         response["X-Checksum-SHA256"] = snapshot.sha256
         return response
