@@ -216,9 +216,9 @@ def _lease_new_item(
         # The first lease of an item stores its HTML in the counter update it makes anyway; the payload
         # of this and every later lease reads it from there instead of converting Markdown again.
         changes = {"open_lease_count": F("open_lease_count") + 1}
-        rendered = item_rendering(item, item.answers.all())
-        if rendered != item.rendered:
-            changes["rendered"] = item.rendered = rendered
+        stored = item_rendering(item, item.answers.all()).stored
+        if stored != item.rendered:
+            changes["rendered"] = item.rendered = stored
         Item.objects.filter(pk=item_id).update(**changes)
         if lapsed_lease_id is not None:
             # The same person comes back to an item whose lease ran out: reopen it, same answer order.

@@ -96,8 +96,8 @@ class Item(models.Model):
     # Denormalised counters kept by the assignment service, so that finding work never counts rows.
     human_ranking_count = models.PositiveIntegerField(default=0)
     open_lease_count = models.PositiveIntegerField(default=0)
-    # The turns and answers as sanitised HTML, written the first time the item is handed out
-    # (annotation.item_html); saving the item or one of its answers clears it.
+    # The turns and answers as sanitised HTML, each with a digest of its text, written the first time
+    # the item is handed out (annotation.item_html); text that changed since is rendered again.
     rendered = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -116,15 +116,6 @@ class Item(models.Model):
 
     def __str__(self) -> str:
         return f"Item {self.pk} ({self.project})"
-
-    def save(self, *args, **kwargs) -> None:
-        # The conversation may have changed (the admin): render it again when it is next shown.
-        update_fields = kwargs.get("update_fields")
-        if update_fields is None or "conversation" in update_fields:
-            self.rendered = None
-            if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "rendered"}
-        super().save(*args, **kwargs)
 
     @property
     def prompt(self) -> str:
@@ -159,14 +150,6 @@ class Answer(models.Model):
 
     def __str__(self) -> str:
         return f"Answer {self.pk} of item {self.item_id}"
-
-    def save(self, *args, **kwargs) -> None:
-        super().save(*args, **kwargs)
-        Item.objects.filter(pk=self.item_id).update(rendered=None)
-
-    def delete(self, *args, **kwargs):
-        Item.objects.filter(pk=self.item_id).update(rendered=None)
-        return super().delete(*args, **kwargs)
 
 
 class Ranking(models.Model):

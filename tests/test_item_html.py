@@ -36,15 +36,22 @@ def item():
     )
 
 
+def _stored_html(item) -> tuple[list[str], dict[int, str]]:
+    stored = Item.objects.get(pk=item.pk).rendered
+    assert stored["format"] == FORMAT
+    turns = [html for _, html in stored["conversation"]]
+    return turns, {int(answer_id): html for answer_id, (_, html) in stored["answers"].items()}
+
+
 def test_the_first_lease_stores_the_html_it_served(item):
     assert item.rendered is None
     served = _next(_client(), item.project)
+    turns, answers = _stored_html(item)
+    assert turns == [turn["html"] for turn in served["conversation"]]
+    assert answers == _html_by_answer(served)
     item.refresh_from_db()
-    assert item.rendered["format"] == FORMAT
-    assert item.rendered["conversation"] == [turn["html"] for turn in served["conversation"]]
-    assert {int(k): v for k, v in item.rendered["answers"].items()} == _html_by_answer(served)
     assert item.open_lease_count == 1, "the counter update that stores the HTML still counts the lease"
-    assert "&lt;script&gt;" in item.rendered["answers"][str(item.answers.get(position=1).pk)]
+    assert "&lt;script&gt;" in answers[item.answers.get(position=1).pk]
 
 
 def test_later_leases_read_the_stored_html_instead_of_rendering_again(item):
@@ -53,36 +60,44 @@ def test_later_leases_read_the_stored_html_instead_of_rendering_again(item):
     stored = Item.objects.get(pk=item.pk).rendered
     marked = {
         **stored,
-        "conversation": ["<p>stored turn</p>"],
-        "answers": {answer_id: f"<p>stored {answer_id}</p>" for answer_id in stored["answers"]},
+        "conversation": [[digest, "<p>stored turn</p>"] for digest, _ in stored["conversation"]],
+        "answers": {
+            answer_id: [digest, f"<p>stored {answer_id}</p>"]
+            for answer_id, (digest, _) in stored["answers"].items()
+        },
     }
     Item.objects.filter(pk=item.pk).update(rendered=marked)
     served = _next(_client(), item.project)
     assert served["conversation"][0]["html"] == "<p>stored turn</p>"
-    assert _html_by_answer(served) == {int(k): v for k, v in marked["answers"].items()}
+    assert _html_by_answer(served) == {int(k): f"<p>stored {k}</p>" for k in stored["answers"]}
 
 
-def test_editing_an_answer_or_the_conversation_renders_again(item):
+def test_text_edited_by_save_or_by_a_queryset_update_is_rendered_again(item):
     _next(_client(), item.project)
     answer = item.answers.get(position=0)
     answer.text = "**changed**"
     answer.save()
-    assert Item.objects.get(pk=item.pk).rendered is None
+    Item.objects.filter(pk=item.pk).update(conversation=[{"role": "user", "content": "_new_ question"}])
+
     served = _next(_client(), item.project)
+
     assert _html_by_answer(served)[answer.pk] == "<p><strong>changed</strong></p>"
+    assert served["conversation"][0]["html"] == "<p><em>new</em> question</p>"
+    turns, answers = _stored_html(item)
+    assert turns == ["<p><em>new</em> question</p>"]
+    assert answers[answer.pk] == "<p><strong>changed</strong></p>"
+    untouched = item.answers.get(position=2)
+    assert answers[untouched.pk] == "<p><code>maybe</code></p>"
 
-    item.refresh_from_db()
-    item.conversation = [{"role": "user", "content": "_new_ question"}]
-    item.save()
-    assert Item.objects.get(pk=item.pk).rendered is None
-    assert _next(_client(), item.project)["conversation"][0]["html"] == "<p><em>new</em> question</p>"
 
-
-def test_saving_only_the_counters_keeps_the_stored_html(item):
+def test_a_deleted_answer_leaves_the_stored_html(item):
     _next(_client(), item.project)
-    item.refresh_from_db()
-    item.save(update_fields=["human_ranking_count"])
-    assert Item.objects.get(pk=item.pk).rendered is not None
+    gone = item.answers.get(position=2)
+    gone.delete()
+
+    _next(_client(), item.project)
+
+    assert gone.pk not in _stored_html(item)[1]
 
 
 def test_an_answer_added_later_and_html_of_an_older_format_are_rendered_on_the_spot(item):
@@ -93,9 +108,10 @@ def test_an_answer_added_later_and_html_of_an_older_format_are_rendered_on_the_s
     served = _next(_client(), item.project)
     late = item.answers.get(position=3)
     assert _html_by_answer(served)[late.pk] == "<p>a <em>late</em> answer</p>"
-    assert str(late.pk) in Item.objects.get(pk=item.pk).rendered["answers"]
+    assert late.pk in _stored_html(item)[1]
 
-    old = {**Item.objects.get(pk=item.pk).rendered, "format": FORMAT - 1, "conversation": ["<p>old</p>"]}
+    stored = Item.objects.get(pk=item.pk).rendered
+    old = {**stored, "format": FORMAT - 1, "conversation": [[stored["conversation"][0][0], "<p>old</p>"]]}
     Item.objects.filter(pk=item.pk).update(rendered=old)
     served = _next(_client(), item.project)
     assert served["conversation"][0]["html"] == "<p>Is <strong>this</strong> safe?</p>"

@@ -121,11 +121,10 @@ def _assignment_payload(assignment: Assignment, project: Project) -> dict:
         "expires_at": assignment.expires_at,
         "conversation": [
             {"role": turn.get("role"), "content": turn.get("content", ""), "html": html}
-            for turn, html in zip(item.conversation, rendered["conversation"], strict=True)
+            for turn, html in zip(item.conversation, rendered.turns, strict=True)
         ],
         "answers": [
-            {"id": answer.pk, "text": answer.text, "html": rendered["answers"][str(answer.pk)]}
-            for answer in shown
+            {"id": answer.pk, "text": answer.text, "html": rendered.answers[answer.pk]} for answer in shown
         ],
         "project": {
             "id": project.pk,
