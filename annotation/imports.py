@@ -5,26 +5,46 @@ answers and imported rankings are matched on their external ids (and rankings on
 `(item, external_annotator)`), so re-importing a file adds nothing, and a file that overlaps an
 earlier one adds only what is new. Rows that exist are never changed: an item keeps its
 conversation, an imported ranking keeps its order.
+
+A web request cannot wait for a large file (gunicorn kills a worker after 30 s), so the API and the admin
+hand those to an `ImportJob`: the upload is stored, and a Celery worker imports it with the same
+`import_file`, as all or nothing as ever.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import reset_queries, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from .importers import FORMATS, ImportedItem, ImportFailed, JsonLines, detect_format, parse
-from .models import Answer, ImportBatch, Item, Project, Ranking
+from .models import Answer, ImportBatch, ImportJob, Item, Project, Ranking
 
-__all__ = ["FORMATS", "ImportFailed", "import_file", "import_upload"]
+__all__ = [
+    "FORMATS",
+    "ImportFailed",
+    "ImportQueueUnavailable",
+    "import_file",
+    "import_job_create",
+    "import_job_run",
+    "import_upload",
+    "import_upload_is_large",
+]
+
+log = logging.getLogger(__name__)
 
 # Records written per round of queries: memory stays flat however large the file is.
 CHUNK_SIZE = 500
@@ -79,12 +99,124 @@ def import_upload(
             file_name=upload.name,
         )
     # Small uploads are held in memory by Django; write them out so one code path reads every file.
+    with _temporary_copy(upload.chunks()) as path:
+        return import_file(path=path, project=project, format=format, user=user, file_name=upload.name)
+
+
+def import_upload_is_large(*, upload: UploadedFile) -> bool:
+    """Whether an upload is too large to import inside a web request (IMPORT_INLINE_MAX_BYTES)."""
+    return upload.size > settings.IMPORT_INLINE_MAX_BYTES
+
+
+class ImportQueueUnavailable(Exception):
+    """The job could not be handed to Celery; it is marked failed and its upload deleted."""
+
+
+def import_job_create(
+    *, upload: UploadedFile, project: Project, format: str = "auto", user: AbstractBaseUser | None = None
+) -> ImportJob:
+    """Store an upload under imports/ and queue its import on a Celery worker; raise if the broker is down."""
+    if format != "auto" and format not in FORMATS:
+        raise ValueError(f"unknown import format {format!r}; expected auto or one of {', '.join(FORMATS)}")
+    job = ImportJob(
+        project=project,
+        file_name=upload.name[:500],
+        format=format,
+        created_by=user if user is not None and user.is_authenticated else None,
+    )
+    job.upload.save(os.path.basename(upload.name), upload, save=False)
+    try:
+        with transaction.atomic():
+            job.save()
+            # Queue only once the row is committed, so that the worker always finds it.
+            transaction.on_commit(partial(_import_job_enqueue, job_id=job.pk))
+    except ImportQueueUnavailable:
+        raise
+    except BaseException:
+        default_storage.delete(job.upload.name)
+        raise
+    job.refresh_from_db()
+    return job
+
+
+def import_job_run(*, job: ImportJob) -> ImportJob:
+    """Run a queued job: claim it, import its stored file all or nothing, record the outcome, drop the file.
+
+    A job that is no longer queued (a redelivered message, or a second worker) is left as it is.
+    """
+    claimed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.QUEUED).update(
+        status=ImportJob.Status.RUNNING, started_at=timezone.now()
+    )
+    job.refresh_from_db()
+    if not claimed:
+        return job
+    try:
+        with _stored_file(job.upload.name) as path:
+            batch = import_file(
+                path=path,
+                project=job.project,
+                format=job.format,
+                user=job.created_by,
+                file_name=job.file_name,
+            )
+    except ImportFailed as exc:
+        job.status, job.error = ImportJob.Status.FAILED, f"{exc} — nothing was imported."
+    except Exception as exc:
+        # Anything else is a bug or an outage, not the file's fault; the job must still say it stopped.
+        log.exception("Import job %s failed", job.pk)
+        job.status, job.error = (
+            ImportJob.Status.FAILED,
+            f"The import stopped unexpectedly ({exc!r}); nothing was imported.",
+        )
+    else:
+        job.status, job.batch = ImportJob.Status.SUCCEEDED, batch
+    finally:
+        default_storage.delete(job.upload.name)
+    job.upload = ""
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "error", "batch", "upload", "finished_at"])
+    return job
+
+
+def _import_job_enqueue(*, job_id: int) -> None:
+    from .tasks import run_import_job
+
+    try:
+        run_import_job.apply_async(args=[job_id])
+    except Exception as exc:  # kombu raises OperationalError, redis-py its own errors: all mean "not queued"
+        message = f"Could not queue the import: the Celery broker is unreachable ({exc})."
+        job = ImportJob.objects.get(pk=job_id)
+        default_storage.delete(job.upload.name)
+        ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
+            status=ImportJob.Status.FAILED, error=message, upload="", finished_at=timezone.now()
+        )
+        raise ImportQueueUnavailable(message) from exc
+
+
+@contextmanager
+def _stored_file(name: str) -> Iterator[Path]:
+    """A local path to a file in default_storage: its own where it is on this disk, else a temporary copy."""
+    try:
+        local = Path(default_storage.path(name))
+    except NotImplementedError:  # remote storage (S3 and the like) has no local path
+        local = None
+    # InMemoryStorage, for one, answers a path where nothing is.
+    if local is not None and local.is_file():
+        yield local
+        return
+    with default_storage.open(name, "rb") as stored, _temporary_copy(stored.chunks()) as path:
+        yield path
+
+
+@contextmanager
+def _temporary_copy(chunks: Iterable[bytes]) -> Iterator[Path]:
+    """Write the chunks to a temporary file, deleted on leaving."""
     handle, name = tempfile.mkstemp(prefix="rewardlab-import-", suffix=".jsonl")
     try:
         with os.fdopen(handle, "wb") as out:
-            for piece in upload.chunks():
+            for piece in chunks:
                 out.write(piece)
-        return import_file(path=Path(name), project=project, format=format, user=user, file_name=upload.name)
+        yield Path(name)
     finally:
         os.unlink(name)
 

@@ -4,7 +4,8 @@ from celery import shared_task
 
 from .exports import export_snapshot_create, export_snapshots_write_all
 from .figures import agreement_figures_refresh, agreement_figures_refresh_all
-from .models import Project
+from .imports import import_job_run
+from .models import ImportJob, Project
 
 
 @shared_task(name="annotation.tasks.export_snapshots_write")
@@ -31,3 +32,9 @@ def agreement_figures_write(project_id: int) -> str:
     """Work out a project's agreement figures again if its data changed."""
     figures = agreement_figures_refresh(project=Project.objects.get(pk=project_id))
     return figures.computed_at.isoformat()
+
+
+@shared_task(name="annotation.tasks.run_import_job")
+def run_import_job(job_id: int) -> str:
+    """Import one queued job's stored file; a job already claimed (a redelivered message) is left alone."""
+    return import_job_run(job=ImportJob.objects.select_related("project").get(pk=job_id)).status

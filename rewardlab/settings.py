@@ -226,6 +226,8 @@ CELERY_TASK_PUBLISH_RETRY = False
 ASSIGNMENT_LEASE_SECONDS = env_int("ASSIGNMENT_LEASE_SECONDS", 30 * 60)
 # The project-wide progress figure sums over all items, so each process reuses it this long (0: always fresh).
 PROJECT_PROGRESS_CACHE_SECONDS = env_int("PROJECT_PROGRESS_CACHE_SECONDS", 5)
+# Uploads larger than this are imported by a Celery worker: a web request would outlive gunicorn's timeout.
+IMPORT_INLINE_MAX_BYTES = env_int("IMPORT_INLINE_MAX_BYTES", 10 * 1024 * 1024)
 
 # Exports.
 EXPORT_SNAPSHOT_RETENTION = env_int("EXPORT_SNAPSHOT_RETENTION", 48)

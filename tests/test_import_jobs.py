@@ -1,0 +1,145 @@
+"""Imports queued for a Celery worker: the job runs once, all or nothing, and its upload is deleted."""
+
+from pathlib import Path
+
+import pytest
+from django.core.files.storage import default_storage
+from kombu.exceptions import OperationalError
+
+from annotation import tasks
+from annotation.imports import ImportQueueUnavailable, import_job_create, import_job_run
+from annotation.models import ImportBatch, ImportJob, Item, Ranking
+from tests.factories import ProjectFactory, UserFactory
+from tests.test_import_api import ROWS, jsonl
+
+pytestmark = pytest.mark.django_db
+
+BAD_ROWS = [*ROWS, {"prompt": "Bad", "answers": ["x", "y"], "ranking": [0, 3]}]
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def stored_files(media):
+    return sorted(p.relative_to(media).as_posix() for p in media.rglob("*") if p.is_file())
+
+
+def queue_job(rows, *, name="rows.jsonl", project=None, user=None, capture) -> ImportJob:
+    with capture() as callbacks:
+        job = import_job_create(upload=jsonl(rows, name=name), project=project or ProjectFactory(), user=user)
+    assert len(callbacks) == 1  # the task is sent once the job is committed
+    return job
+
+
+def test_a_queued_job_stores_the_upload_under_imports_and_imports_nothing_yet(
+    media, django_capture_on_commit_callbacks
+):
+    staff = UserFactory(is_staff=True)
+    job = queue_job(ROWS, user=staff, capture=django_capture_on_commit_callbacks)
+
+    assert (job.status, job.file_name, job.format, job.created_by) == ("queued", "rows.jsonl", "auto", staff)
+    assert stored_files(media) == [job.upload.name]
+    assert job.upload.name.startswith("imports/")
+    assert not Item.objects.exists()
+
+
+def test_running_a_job_imports_the_file_records_the_batch_and_deletes_the_upload(
+    media, django_capture_on_commit_callbacks
+):
+    staff = UserFactory(is_staff=True)
+    job = queue_job(ROWS, user=staff, capture=django_capture_on_commit_callbacks)
+
+    job = import_job_run(job=job)
+
+    assert job.status == ImportJob.Status.SUCCEEDED
+    assert job.error == "" and job.started_at <= job.finished_at
+    batch = job.batch
+    assert (batch.file_name, batch.format, batch.created_by) == ("rows.jsonl", "rankings", staff)
+    assert (batch.lines_read, batch.items_created, batch.answers_created, batch.rankings_created) == (
+        2,
+        2,
+        5,
+        1,
+    )
+    assert Ranking.objects.get().import_batch == batch
+    assert stored_files(media) == [] and job.upload.name == ""
+
+
+def test_a_job_with_a_bad_line_fails_naming_the_line_and_imports_nothing(
+    media, django_capture_on_commit_callbacks
+):
+    job = queue_job(BAD_ROWS, name="mine.jsonl", capture=django_capture_on_commit_callbacks)
+
+    job = import_job_run(job=job)
+
+    assert job.status == ImportJob.Status.FAILED
+    assert job.error.startswith("mine.jsonl:3: ranking names answer 3")
+    assert job.error.endswith("nothing was imported.")
+    assert job.batch is None and job.finished_at is not None
+    assert not Item.objects.exists() and not ImportBatch.objects.exists()
+    assert stored_files(media) == []
+
+
+def test_a_redelivered_task_does_nothing(media, django_capture_on_commit_callbacks, monkeypatch):
+    from annotation import imports
+
+    job = queue_job(ROWS, capture=django_capture_on_commit_callbacks)
+    runs = []
+    real_import_file = imports.import_file
+    monkeypatch.setattr(imports, "import_file", lambda **kw: runs.append(1) or real_import_file(**kw))
+
+    assert tasks.run_import_job(job.pk) == "succeeded"
+    assert tasks.run_import_job(job.pk) == "succeeded"
+
+    assert len(runs) == 1
+    assert ImportBatch.objects.count() == 1 and Item.objects.count() == 2
+
+
+def test_a_job_another_worker_is_running_is_left_alone(media, django_capture_on_commit_callbacks):
+    job = queue_job(ROWS, capture=django_capture_on_commit_callbacks)
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING)
+
+    assert tasks.run_import_job(job.pk) == "running"
+
+    assert not Item.objects.exists()
+    assert stored_files(media) == [job.upload.name]  # still the running worker's to read
+
+
+def test_a_job_on_storage_without_local_paths_reads_a_temporary_copy(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    }
+    job = queue_job(ROWS, capture=django_capture_on_commit_callbacks)
+    name = job.upload.name
+    assert default_storage.exists(name)
+    assert not Path(default_storage.path(name)).exists()  # nothing on this disk to read
+
+    job = import_job_run(job=job)
+
+    assert job.status == ImportJob.Status.SUCCEEDED and job.batch.items_created == 2
+    assert not default_storage.exists(name)
+
+
+def test_a_job_the_broker_cannot_take_fails_and_deletes_its_upload(
+    media, django_capture_on_commit_callbacks, monkeypatch
+):
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.run_import_job, "apply_async", broker_down)
+
+    with (
+        pytest.raises(ImportQueueUnavailable, match="broker is unreachable"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        import_job_create(upload=jsonl(ROWS), project=ProjectFactory())
+
+    job = ImportJob.objects.get()
+    assert job.status == ImportJob.Status.FAILED and "Connection refused" in job.error
+    assert stored_files(media) == []
