@@ -6,7 +6,7 @@ from django.utils.text import Truncator
 from training.admin import retrain_now
 
 from .admin_import import project_import_view
-from .models import Answer, Assignment, ExportSnapshot, ImportBatch, Item, Project, Ranking
+from .models import Answer, Assignment, ExportSnapshot, ImportBatch, ImportJob, Item, Project, Ranking
 
 
 @admin.register(Project)
@@ -116,6 +116,39 @@ class ImportBatchAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in ImportBatch._meta.fields]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    """Files queued for import from the upload page or the API: read-only, the worker writes them."""
+
+    list_display = [
+        "file_name",
+        "project",
+        "status",
+        "short_error",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "project"]
+    search_fields = ["file_name", "error"]
+    list_select_related = ["project", "created_by"]
+    readonly_fields = [field.name for field in ImportJob._meta.fields]
+
+    @admin.display(description="error")
+    def short_error(self, job):
+        return Truncator(job.error).chars(120)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Its stored upload goes only when the job has run; deleting a queued job would leave it behind.
         return False
 
 

@@ -1,13 +1,26 @@
-"""The admin's "Import data" page on a project: upload a file, import it all or nothing."""
+"""The admin's "Import data" page on a project: upload a file, import it all or nothing.
+
+A large file is queued for a Celery worker instead (see annotation.imports): the page says so and links
+to the job, where its outcome appears.
+"""
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
-from .imports import ImportFailed, import_upload
+from .imports import (
+    ImportFailed,
+    ImportQueueUnavailable,
+    import_job_create,
+    import_upload,
+    import_upload_is_large,
+)
 from .models import ImportBatch
 
 FORMAT_CHOICES = [("auto", "Detect from the file"), *ImportBatch.Format.choices]
@@ -16,6 +29,11 @@ FORMAT_CHOICES = [("auto", "Detect from the file"), *ImportBatch.Format.choices]
 class ImportForm(forms.Form):
     file = forms.FileField(help_text="A .jsonl or .jsonl.gz file.")
     format = forms.ChoiceField(choices=FORMAT_CHOICES, initial="auto")
+    background = forms.BooleanField(
+        required=False,
+        label="Import in the background",
+        help_text="Large files are always imported in the background.",
+    )
 
 
 def project_import_view(model_admin, request, object_id: str):
@@ -27,21 +45,35 @@ def project_import_view(model_admin, request, object_id: str):
         raise PermissionDenied
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            batch = import_upload(
-                upload=form.cleaned_data["file"],
-                project=project,
-                format=form.cleaned_data["format"],
-                user=request.user,
-            )
-        except ImportFailed as exc:
-            form.add_error("file", f"{exc} — nothing was imported.")
+        arguments = {
+            "upload": form.cleaned_data["file"],
+            "project": project,
+            "format": form.cleaned_data["format"],
+            "user": request.user,
+        }
+        if form.cleaned_data["background"] or import_upload_is_large(upload=arguments["upload"]):
+            try:
+                job = import_job_create(**arguments)
+            except ImportQueueUnavailable as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(
+                    request,
+                    format_html(
+                        'Queued {} for import in the background: <a href="{}">follow its import job</a>.',
+                        job.file_name,
+                        reverse("admin:annotation_importjob_change", args=[job.pk]),
+                    ),
+                )
+                return redirect("admin:annotation_project_change", project.pk)
         else:
-            messages.success(
-                request,
-                f"Imported {batch.file_name} ({batch.summary()}).",
-            )
-            return redirect("admin:annotation_project_change", project.pk)
+            try:
+                batch = import_upload(**arguments)
+            except ImportFailed as exc:
+                form.add_error("file", f"{exc} — nothing was imported.")
+            else:
+                messages.success(request, f"Imported {batch.file_name} ({batch.summary()}).")
+                return redirect("admin:annotation_project_change", project.pk)
     context = {
         **model_admin.admin_site.each_context(request),
         "title": f"Import data into {project}",
@@ -49,5 +81,6 @@ def project_import_view(model_admin, request, object_id: str):
         "original": project,
         "form": form,
         "formats": FORMAT_CHOICES[1:],
+        "inline_max_mb": round(settings.IMPORT_INLINE_MAX_BYTES / 1024 / 1024, 1),
     }
     return TemplateResponse(request, "admin/annotation/project/import.html", context)

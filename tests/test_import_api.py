@@ -6,7 +6,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotation.models import ImportBatch, Item, Ranking
+from annotation.models import ImportBatch, ImportJob, Item, Ranking
 from tests.factories import ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -128,12 +128,94 @@ def test_importing_into_a_missing_project_is_404(staff_client):
     assert response.status_code == 404
 
 
-def test_the_import_endpoint_is_in_the_openapi_schema(staff_client):
+def test_the_import_endpoints_are_in_the_openapi_schema(staff_client):
     schema = staff_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
 
     operation = schema["paths"]["/api/projects/{project_id}/import/"]["post"]
     assert "multipart/form-data" in operation["requestBody"]["content"]
-    assert {"201", "400"} <= set(operation["responses"])
+    assert {"201", "202", "400", "503"} <= set(operation["responses"])
+    assert "get" in schema["paths"]["/api/imports/{job_id}/"]
+
+
+# Large files, or any with background=true, are queued for a worker: 202 and a job to poll.
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def test_a_file_over_the_inline_limit_answers_202_with_a_job_to_follow(
+    staff_client, staff, settings, media, django_capture_on_commit_callbacks
+):
+    from annotation.tasks import run_import_job
+
+    settings.IMPORT_INLINE_MAX_BYTES = 100
+    project = ProjectFactory()
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = staff_client.post(
+            f"/api/projects/{project.pk}/import/",
+            {"file": jsonl(ROWS, gz=True, name="r.jsonl.gz")},
+            format="multipart",
+        )
+
+    assert response.status_code == 202, response.content
+    queued = response.json()
+    job = ImportJob.objects.get(pk=queued["id"])
+    status_url = f"http://testserver/api/imports/{job.pk}/"
+    assert (queued["status"], queued["file_name"], queued["batch"]) == ("queued", "r.jsonl.gz", None)
+    assert queued["links"]["self"] == response["Location"] == status_url
+    assert job.created_by == staff and len(callbacks) == 1
+    assert not Item.objects.exists()
+
+    run_import_job(job.pk)  # what the worker does with the message
+    done = staff_client.get(status_url)
+
+    assert done.status_code == 200
+    body = done.json()
+    assert (body["status"], body["error"]) == ("succeeded", "")
+    batch = body["batch"]
+    assert (batch["format"], batch["items_created"], batch["answers_created"], batch["rankings_created"]) == (
+        "rankings",
+        2,
+        5,
+        1,
+    )
+
+
+def test_background_true_queues_a_small_file_and_a_bad_line_shows_on_the_job(
+    staff_client, media, django_capture_on_commit_callbacks
+):
+    from annotation.tasks import run_import_job
+
+    project = ProjectFactory()
+    rows = [*ROWS, {"prompt": "Bad", "answers": ["x", "y"], "ranking": [0, 3]}]
+
+    with django_capture_on_commit_callbacks():
+        response = staff_client.post(
+            f"/api/projects/{project.pk}/import/",
+            {"file": jsonl(rows, name="mine.jsonl"), "background": "true"},
+            format="multipart",
+        )
+    assert response.status_code == 202, response.content
+    run_import_job(response.json()["id"])
+    body = staff_client.get(response.json()["links"]["self"]).json()
+
+    assert body["status"] == "failed" and body["batch"] is None
+    assert body["error"].startswith("mine.jsonl:3: ranking names answer 3")
+    assert not Item.objects.exists()
+
+
+def test_only_staff_can_follow_an_import_job(api_client, annotator_client, staff_client, media):
+    job = ImportJob.objects.create(project=ProjectFactory(), file_name="rows.jsonl")
+    url = f"/api/imports/{job.pk}/"
+
+    assert api_client.get(url).status_code in (401, 403)
+    assert annotator_client.get(url).status_code == 403
+    assert staff_client.get(url).json()["status"] == "queued"
+    assert staff_client.get("/api/imports/999999/").status_code == 404
 
 
 # The admin's "Import data" page.

@@ -1,5 +1,6 @@
 """Imports queued for a Celery worker: the job runs once, all or nothing, and its upload is deleted."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -142,4 +143,85 @@ def test_a_job_the_broker_cannot_take_fails_and_deletes_its_upload(
 
     job = ImportJob.objects.get()
     assert job.status == ImportJob.Status.FAILED and "Connection refused" in job.error
+    assert stored_files(media) == []
+
+
+# The admin's upload page queues large files.
+
+
+@pytest.fixture
+def admin_client_logged_in(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def test_a_large_file_uploaded_in_the_admin_is_queued_and_its_job_can_be_followed(
+    admin_client_logged_in, media, settings, django_capture_on_commit_callbacks
+):
+    settings.IMPORT_INLINE_MAX_BYTES = 100
+    project = ProjectFactory()
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = admin_client_logged_in.post(
+            f"/admin/annotation/project/{project.pk}/import/",
+            {"file": jsonl(BAD_ROWS, name="big.jsonl"), "format": "auto"},
+            follow=True,
+        )
+
+    assert len(callbacks) == 1
+    job = ImportJob.objects.get()
+    assert response.redirect_chain[-1][0] == f"/admin/annotation/project/{project.pk}/change/"
+    page = response.content.decode()
+    assert "Queued big.jsonl for import in the background" in page
+    assert f'href="/admin/annotation/importjob/{job.pk}/change/"' in page
+    assert not Item.objects.exists()
+
+    tasks.run_import_job(job.pk)  # what the worker does
+    listing = admin_client_logged_in.get("/admin/annotation/importjob/").content.decode()
+    detail = admin_client_logged_in.get(f"/admin/annotation/importjob/{job.pk}/change/").content.decode()
+    assert "Failed" in listing and "big.jsonl:3: ranking names answer 3" in listing
+    assert "big.jsonl:3: ranking names answer 3" in detail
+    assert "Save" not in detail  # read-only
+
+
+def test_the_admin_import_page_queues_a_small_file_when_asked_and_says_where_large_ones_go(
+    admin_client_logged_in, media, django_capture_on_commit_callbacks
+):
+    project = ProjectFactory()
+    url = f"/admin/annotation/project/{project.pk}/import/"
+    assert "/admin/annotation/importjob/" in admin_client_logged_in.get(url).content.decode()
+
+    with django_capture_on_commit_callbacks():
+        admin_client_logged_in.post(url, {"file": jsonl(ROWS), "format": "auto", "background": "on"})
+
+    assert ImportJob.objects.get().status == ImportJob.Status.QUEUED
+    assert not Item.objects.exists()
+
+
+# End to end: the API queues, a real worker imports from the real Redis broker.
+
+
+@pytest.mark.celery_worker
+def test_a_real_worker_imports_a_file_queued_over_the_api(live_celery_worker, staff_client, media):
+    project = ProjectFactory()
+    live_celery_worker(queues="default", MEDIA_ROOT=str(media))
+
+    response = staff_client.post(
+        f"/api/projects/{project.pk}/import/",
+        {"file": jsonl(ROWS, gz=True, name="r.jsonl.gz"), "background": "true"},
+        format="multipart",
+    )
+
+    assert response.status_code == 202, response.content
+    status_url = response.json()["links"]["self"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and staff_client.get(status_url).json()["status"] in (
+        "queued",
+        "running",
+    ):
+        time.sleep(0.3)
+    body = staff_client.get(status_url).json()
+    assert body["status"] == "succeeded", body
+    assert (body["batch"]["items_created"], body["batch"]["rankings_created"]) == (2, 1)
+    assert Item.objects.filter(project=project).count() == 2
     assert stored_files(media) == []

@@ -1,20 +1,36 @@
-"""Importing a file into a project over the API (staff only)."""
+"""Importing a file into a project over the API (staff only): small files at once, large ones queued."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.generics import RetrieveAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..imports import FORMATS, ImportFailed, import_upload
-from ..models import ImportBatch, Project
+from ..imports import (
+    FORMATS,
+    ImportFailed,
+    ImportQueueUnavailable,
+    import_job_create,
+    import_upload,
+    import_upload_is_large,
+)
+from ..models import ImportBatch, ImportJob, Project
 from .permissions import IsStaff
+
+ERROR = inline_serializer("ImportError", fields={"detail": serializers.CharField()})
 
 
 class ImportInputSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="A .jsonl or .jsonl.gz file in one of the import formats.")
     format = serializers.ChoiceField(choices=["auto", *FORMATS], default="auto")
+    background = serializers.BooleanField(
+        default=False,
+        help_text="Queue the import even if the file is small. Files over IMPORT_INLINE_MAX_BYTES "
+        "(10 MB unless configured) are always queued.",
+    )
 
 
 class ImportBatchSerializer(serializers.ModelSerializer):
@@ -34,8 +50,41 @@ class ImportBatchSerializer(serializers.ModelSerializer):
         ]
 
 
+class ImportJobSerializer(serializers.ModelSerializer):
+    batch = ImportBatchSerializer(read_only=True, allow_null=True, help_text="The import, once it succeeded.")
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImportJob
+        fields = [
+            "id",
+            "project",
+            "file_name",
+            "format",
+            "status",
+            "error",
+            "batch",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "links",
+        ]
+
+    @extend_schema_field(
+        inline_serializer("ImportJobLinks", fields={"self": serializers.CharField(help_text="Poll this.")})
+    )
+    def get_links(self, job: ImportJob) -> dict[str, str]:
+        url = reverse("import-job", args=[job.pk])
+        request = self.context.get("request")
+        return {"self": request.build_absolute_uri(url) if request else url}
+
+
 class ProjectImportView(APIView):
-    """Import a file into a project, all or nothing; a bad line answers 400 with `FILE:LINE: why`."""
+    """Import a file into a project, all or nothing; a bad line answers 400 with `FILE:LINE: why`.
+
+    A large file (or `background=true`) is queued instead, as a web request would outlive the server's
+    timeout: 202 with the job, whose `links.self` tells how it went.
+    """
 
     permission_classes = [IsStaff]
     parser_classes = [MultiPartParser, FormParser]
@@ -43,22 +92,40 @@ class ProjectImportView(APIView):
     @extend_schema(
         summary="Import a file into a project (staff)",
         request={"multipart/form-data": ImportInputSerializer},
-        responses={
-            201: ImportBatchSerializer,
-            400: inline_serializer("ImportError", fields={"detail": serializers.CharField()}),
-        },
+        responses={201: ImportBatchSerializer, 202: ImportJobSerializer, 400: ERROR, 503: ERROR},
     )
     def post(self, request, project_id: int):
         project = get_object_or_404(Project, pk=project_id)
         serializer = ImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            batch = import_upload(
-                upload=serializer.validated_data["file"],
-                project=project,
-                format=serializer.validated_data["format"],
-                user=request.user,
+        upload = serializer.validated_data["file"]
+        arguments = {
+            "upload": upload,
+            "project": project,
+            "format": serializer.validated_data["format"],
+            "user": request.user,
+        }
+        if serializer.validated_data["background"] or import_upload_is_large(upload=upload):
+            try:
+                job = import_job_create(**arguments)
+            except ImportQueueUnavailable as exc:
+                return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            data = ImportJobSerializer(job, context={"request": request}).data
+            return Response(
+                data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["links"]["self"]}
             )
+        try:
+            batch = import_upload(**arguments)
         except ImportFailed as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(ImportBatchSerializer(batch).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(summary="How a queued import went (staff)")
+class ImportJobView(RetrieveAPIView):
+    """A queued import: its status, the error that stopped it, or the counts of what it added."""
+
+    permission_classes = [IsStaff]
+    serializer_class = ImportJobSerializer
+    queryset = ImportJob.objects.select_related("batch")
+    lookup_url_kwarg = "job_id"

@@ -17,6 +17,7 @@ urlpatterns = [
     path("assignments/<int:assignment_id>/submit/", work.SubmitView.as_view(), name="assignment-submit"),
     path("assignments/<int:assignment_id>/skip/", work.SkipView.as_view(), name="assignment-skip"),
     path("projects/<int:project_id>/import/", imports.ProjectImportView.as_view(), name="project-import"),
+    path("imports/<int:job_id>/", imports.ImportJobView.as_view(), name="import-job"),
     path("projects/<int:project_id>/export/", exports.ProjectExportView.as_view(), name="project-export"),
     path(
         "projects/<int:project_id>/snapshots/",
