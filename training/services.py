@@ -9,22 +9,21 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from annotation.exports import export_snapshot_create
 from annotation.models import ExportSnapshot, Project, Ranking
+from rewardlab.heartbeat import heartbeat_in_background
 
 from .models import RewardModel, TrainingRun
 from .runner import EngineProcess, describe_exit, engine_command, kill_processes_with_argument
@@ -336,27 +335,12 @@ class _RunProgress:
                 run.step = run.total_steps
 
 
-@contextmanager
-def _heartbeat_in_background(*, run_id: int) -> Iterator[None]:
+def _heartbeat_in_background(*, run_id: int) -> AbstractContextManager[None]:
     """Keep the run's heartbeat fresh from a thread while this one does long work without engine output."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        try:
-            while not stop.wait(settings.TRAINING_HEARTBEAT_SECONDS):
-                TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
-        finally:
-            connection.close()  # the thread's own connection
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-run-{run_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    return heartbeat_in_background(
+        rows=TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING),
+        every_seconds=settings.TRAINING_HEARTBEAT_SECONDS,
+    )
 
 
 def _run_save(run: TrainingRun, engine: EngineProcess | None, **extra) -> bool:
