@@ -8,7 +8,8 @@ conversation, an imported ranking keeps its order.
 
 A web request cannot wait for a large file (gunicorn kills a worker after 30 s), so the API and the admin
 hand those to an `ImportJob`: the upload is stored, and a Celery worker imports it with the same
-`import_file`, as all or nothing as ever.
+`import_file`, as all or nothing as ever. The worker keeps the job's heartbeat fresh while it runs; a
+beat task fails jobs whose heartbeat went stale, as a worker that dies mid-import cannot say so itself.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from django.db import reset_queries, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from rewardlab.heartbeat import heartbeat_in_background
+
 from .importers import FORMATS, ImportedItem, ImportFailed, JsonLines, detect_format, parse
 from .models import Answer, ImportBatch, ImportJob, Item, Project, Ranking
 
@@ -40,6 +44,7 @@ __all__ = [
     "import_file",
     "import_job_create",
     "import_job_run",
+    "import_jobs_reap_stale",
     "import_upload",
     "import_upload_is_large",
 ]
@@ -144,14 +149,20 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
 
     A job that is no longer queued (a redelivered message, or a second worker) is left as it is.
     """
+    now = timezone.now()
     claimed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.QUEUED).update(
-        status=ImportJob.Status.RUNNING, started_at=timezone.now()
+        status=ImportJob.Status.RUNNING, started_at=now, heartbeat_at=now
     )
     job.refresh_from_db()
     if not claimed:
         return job
+    # Several beats per stale window, so that one slow or failed beat does not get a live job reaped.
+    heartbeat = heartbeat_in_background(
+        rows=ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING),
+        every_seconds=settings.IMPORT_JOB_STALE_SECONDS / 12,
+    )
     try:
-        with _stored_file(job.upload.name) as path:
+        with heartbeat, _stored_file(job.upload.name) as path:
             batch = import_file(
                 path=path,
                 project=job.project,
@@ -174,8 +185,33 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
         default_storage.delete(job.upload.name)
     job.upload = ""
     job.finished_at = timezone.now()
+    # Saved whatever the row says now: should the reaper have failed a job that was only slow, the
+    # import's own outcome is the truth (a batch that committed must not read "nothing was imported").
     job.save(update_fields=["status", "error", "batch", "upload", "finished_at"])
     return job
+
+
+def import_jobs_reap_stale(*, now: datetime | None = None) -> list[int]:
+    """Fail the running jobs whose worker stopped sending heartbeats and delete their uploads; return ids."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.IMPORT_JOB_STALE_SECONDS)
+    reaped = []
+    stale = ImportJob.objects.filter(status=ImportJob.Status.RUNNING, heartbeat_at__lt=cutoff)
+    for job in stale.only("pk", "upload", "heartbeat_at"):
+        message = (
+            f"The worker stopped during the import (no heartbeat since {job.heartbeat_at:%Y-%m-%d %H:%M:%S} "
+            "UTC): nothing was imported. Upload the file again."
+        )
+        updated = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
+            status=ImportJob.Status.FAILED, error=message, upload="", finished_at=now
+        )
+        if updated:
+            # Its transaction died with the worker, so nothing of the file is in the database.
+            if job.upload.name:
+                default_storage.delete(job.upload.name)
+            log.warning("Reaped import job %s: %s", job.pk, message)
+            reaped.append(job.pk)
+    return reaped
 
 
 def _import_job_enqueue(*, job_id: int) -> None:

@@ -4,7 +4,7 @@ from celery import shared_task
 
 from .exports import export_snapshot_create, export_snapshots_write_all
 from .figures import agreement_figures_refresh, agreement_figures_refresh_all
-from .imports import import_job_run
+from .imports import import_job_run, import_jobs_reap_stale
 from .models import ImportJob, Project
 
 
@@ -38,3 +38,9 @@ def agreement_figures_write(project_id: int) -> str:
 def run_import_job(job_id: int) -> str:
     """Import one queued job's stored file; a job already claimed (a redelivered message) is left alone."""
     return import_job_run(job=ImportJob.objects.select_related("project").get(pk=job_id)).status
+
+
+@shared_task(name="annotation.tasks.reap_stale_import_jobs", ignore_result=True)
+def reap_stale_import_jobs() -> list[int]:
+    """Beat, every minute: fail running import jobs whose worker stopped sending heartbeats."""
+    return import_jobs_reap_stale()

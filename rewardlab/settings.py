@@ -228,6 +228,8 @@ ASSIGNMENT_LEASE_SECONDS = env_int("ASSIGNMENT_LEASE_SECONDS", 30 * 60)
 PROJECT_PROGRESS_CACHE_SECONDS = env_int("PROJECT_PROGRESS_CACHE_SECONDS", 5)
 # Uploads larger than this are imported by a Celery worker: a web request would outlive gunicorn's timeout.
 IMPORT_INLINE_MAX_BYTES = env_int("IMPORT_INLINE_MAX_BYTES", 10 * 1024 * 1024)
+# A running import job without a heartbeat this long is failed: its worker died. It beats 12 times as often.
+IMPORT_JOB_STALE_SECONDS = env_int("IMPORT_JOB_STALE_SECONDS", 120)
 
 # Exports.
 EXPORT_SNAPSHOT_RETENTION = env_int("EXPORT_SNAPSHOT_RETENTION", 48)

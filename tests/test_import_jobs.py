@@ -1,19 +1,30 @@
 """Imports queued for a Celery worker: the job runs once, all or nothing, and its upload is deleted."""
 
+import importlib
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from kombu.exceptions import OperationalError
 
-from annotation import tasks
-from annotation.imports import ImportQueueUnavailable, import_job_create, import_job_run
+from annotation import imports, tasks
+from annotation.imports import (
+    ImportQueueUnavailable,
+    import_job_create,
+    import_job_run,
+    import_jobs_reap_stale,
+)
 from annotation.models import ImportBatch, ImportJob, Item, Ranking
 from tests.factories import ProjectFactory, UserFactory
 from tests.test_import_api import ROWS, jsonl
 
 pytestmark = pytest.mark.django_db
+
+reaper_schedule_migration = importlib.import_module("annotation.migrations.0008_import_job_reaper_schedule")
 
 BAD_ROWS = [*ROWS, {"prompt": "Bad", "answers": ["x", "y"], "ranking": [0, 3]}]
 
@@ -144,6 +155,120 @@ def test_a_job_the_broker_cannot_take_fails_and_deletes_its_upload(
     job = ImportJob.objects.get()
     assert job.status == ImportJob.Status.FAILED and "Connection refused" in job.error
     assert stored_files(media) == []
+
+
+@pytest.fixture
+def broker_down():
+    """Point this process's Celery app at a port where no broker listens (as in test_training_worker)."""
+    from rewardlab.celery import app
+
+    def reconnect(url):
+        # CELERY_BROKER_URL in the environment wins over conf.broker_url; publishing uses the write URL.
+        app.conf.broker_write_url = url
+        # Drop cached connection and producer pools so that the next publish dials the new URL.
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    reconnect("redis://127.0.0.1:6390/0")
+    yield
+    reconnect(None)
+
+
+# A real commit, as in production: inside the test's transaction the job is only queued once the test
+# ends (django_capture_on_commit_callbacks(execute=True) would send it after the view had answered 202).
+@pytest.mark.django_db(transaction=True)
+def test_the_api_answers_503_when_the_broker_is_down_and_the_job_says_why(broker_down, staff_client, media):
+    project = ProjectFactory()
+
+    response = staff_client.post(
+        f"/api/projects/{project.pk}/import/", {"file": jsonl(ROWS), "background": "true"}, format="multipart"
+    )
+
+    assert response.status_code == 503, response.content
+    assert "Celery broker is unreachable" in response.json()["detail"]
+    assert "6390" in response.json()["detail"]
+    job = ImportJob.objects.get(project=project)
+    assert job.status == ImportJob.Status.FAILED and "broker" in job.error
+    assert stored_files(media) == [] and not Item.objects.exists()
+
+
+# A worker that dies mid-import cannot say so: it keeps a heartbeat, and a beat task fails jobs without one.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_goes_on_while_a_slow_import_runs(media, settings, monkeypatch):
+    settings.IMPORT_JOB_STALE_SECONDS = 2.4  # a beat every 0.2 s
+    monkeypatch.setattr(tasks.run_import_job, "apply_async", lambda *args, **kwargs: None)
+    job = import_job_create(upload=jsonl(ROWS), project=ProjectFactory())
+    seen = []
+    real_write = imports._ChunkWriter.write
+
+    def slow_write(self, records):
+        # Inside the import's transaction: the beats must commit from elsewhere to be seen here.
+        seen.append(ImportJob.objects.get(pk=job.pk).heartbeat_at)
+        time.sleep(1.5)
+        seen.append(ImportJob.objects.get(pk=job.pk).heartbeat_at)
+        real_write(self, records)
+
+    monkeypatch.setattr(imports._ChunkWriter, "write", slow_write)
+
+    job = import_job_run(job=job)
+
+    assert job.status == ImportJob.Status.SUCCEEDED
+    assert job.started_at <= seen[0]  # set when the job was claimed, then by each beat
+    assert seen[1] > seen[0] + timedelta(seconds=0.5)
+
+
+def test_the_reaper_fails_only_running_jobs_with_a_stale_heartbeat_and_deletes_their_uploads(
+    media, settings, django_capture_on_commit_callbacks
+):
+    settings.IMPORT_JOB_STALE_SECONDS = 60
+    now = timezone.now()
+    stale, fresh, queued = (queue_job(ROWS, capture=django_capture_on_commit_callbacks) for _ in range(3))
+    ImportJob.objects.filter(pk=stale.pk).update(
+        status=ImportJob.Status.RUNNING,
+        started_at=now - timedelta(minutes=5),
+        heartbeat_at=now - timedelta(seconds=61),
+    )
+    ImportJob.objects.filter(pk=fresh.pk).update(
+        status=ImportJob.Status.RUNNING,
+        started_at=now - timedelta(minutes=5),
+        heartbeat_at=now - timedelta(seconds=5),
+    )
+    ImportJob.objects.filter(pk=queued.pk).update(created_at=now - timedelta(hours=1))
+
+    assert import_jobs_reap_stale(now=now) == [stale.pk]
+
+    stale.refresh_from_db()
+    assert stale.status == ImportJob.Status.FAILED and stale.finished_at == now
+    assert stale.error.startswith("The worker stopped during the import")
+    assert "nothing was imported" in stale.error
+    assert stale.upload.name == ""
+    assert ImportJob.objects.get(pk=fresh.pk).status == ImportJob.Status.RUNNING
+    assert ImportJob.objects.get(pk=queued.pk).status == ImportJob.Status.QUEUED
+    assert stored_files(media) == sorted([fresh.upload.name, queued.upload.name])
+    assert import_jobs_reap_stale(now=now) == []  # already failed: reaped once
+
+
+def test_the_reaper_task_fails_a_job_whose_worker_died(media, settings, django_capture_on_commit_callbacks):
+    settings.IMPORT_JOB_STALE_SECONDS = 60
+    job = queue_job(ROWS, capture=django_capture_on_commit_callbacks)
+    long_ago = timezone.now() - timedelta(minutes=10)
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportJob.Status.RUNNING, started_at=long_ago, heartbeat_at=long_ago
+    )
+
+    assert tasks.reap_stale_import_jobs.apply().get() == [job.pk]
+
+    assert ImportJob.objects.get(pk=job.pk).status == ImportJob.Status.FAILED
+
+
+def test_the_migration_schedules_the_reaper_every_minute_on_the_default_queue():
+    task = PeriodicTask.objects.get(name=reaper_schedule_migration.NAME)
+
+    assert task.task == tasks.reap_stale_import_jobs.name
+    assert (task.interval.every, task.interval.period) == (1, IntervalSchedule.MINUTES)
+    assert task.queue == "default" and task.enabled
 
 
 # The admin's upload page queues large files.
