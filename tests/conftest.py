@@ -190,3 +190,20 @@ def browser(monkeypatch):
         # Connections the test opened while Playwright's loop ran are not the ones pytest-django closes at
         # the end of the session; left open, they stop it from dropping the test database.
         connections.close_all()
+
+
+@pytest.fixture
+def broker_down():
+    """Point this process's Celery app at a port where no broker listens (the shared Redis keeps running)."""
+    from rewardlab.celery import app
+
+    def reconnect(url):
+        # CELERY_BROKER_URL in the environment wins over conf.broker_url; publishing uses the write URL.
+        app.conf.broker_write_url = url
+        # Drop cached connection and producer pools so that the next publish dials the new URL.
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    reconnect("redis://127.0.0.1:6390/0")
+    yield
+    reconnect(None)

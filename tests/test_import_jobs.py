@@ -157,23 +157,6 @@ def test_a_job_the_broker_cannot_take_fails_and_deletes_its_upload(
     assert stored_files(media) == []
 
 
-@pytest.fixture
-def broker_down():
-    """Point this process's Celery app at a port where no broker listens (as in test_training_worker)."""
-    from rewardlab.celery import app
-
-    def reconnect(url):
-        # CELERY_BROKER_URL in the environment wins over conf.broker_url; publishing uses the write URL.
-        app.conf.broker_write_url = url
-        # Drop cached connection and producer pools so that the next publish dials the new URL.
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    reconnect("redis://127.0.0.1:6390/0")
-    yield
-    reconnect(None)
-
-
 # A real commit, as in production: inside the test's transaction the job is only queued once the test
 # ends (django_capture_on_commit_callbacks(execute=True) would send it after the view had answered 202).
 @pytest.mark.django_db(transaction=True)

@@ -231,23 +231,6 @@ def test_engine_killed_alone_fails_the_run_at_once_and_the_worker_lives_on(
     assert not TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE_STATUSES).exists()
 
 
-@pytest.fixture
-def broker_down():
-    """Point this process's Celery app at a port where no broker listens (the shared Redis keeps running)."""
-    from rewardlab.celery import app
-
-    def reconnect(url):
-        # CELERY_BROKER_URL in the environment wins over conf.broker_url; publishing uses the write URL.
-        app.conf.broker_write_url = url
-        # Drop cached connection and producer pools so that the next publish dials the new URL.
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    reconnect("redis://127.0.0.1:6390/0")
-    yield
-    reconnect(None)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_with_the_broker_down_annotators_keep_working_and_the_trigger_reports_it(broker_down, staff_client):
     project = ProjectFactory(rankings_per_item=1)
