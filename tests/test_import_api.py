@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from datetime import datetime
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -205,6 +206,8 @@ def test_background_true_queues_a_small_file_and_a_bad_line_shows_on_the_job(
 
     assert body["status"] == "failed" and body["batch"] is None
     assert body["error"].startswith("mine.jsonl:3: ranking names answer 3")
+    moments = [datetime.fromisoformat(body[key]) for key in ("started_at", "heartbeat_at", "finished_at")]
+    assert moments == sorted(moments), "the job's heartbeat is shown, between its start and end"
     assert not Item.objects.exists()
 
 

@@ -66,6 +66,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "batch",
             "created_at",
             "started_at",
+            "heartbeat_at",
             "finished_at",
             "links",
         ]
