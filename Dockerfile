@@ -22,4 +22,4 @@ RUN DEBUG=0 SECRET_KEY=collectstatic-only python manage.py collectstatic --noinp
 
 USER rewardlab
 EXPOSE 8000
-CMD ["gunicorn", "rewardlab.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "-c", "python:rewardlab.gunicorn_conf", "rewardlab.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]

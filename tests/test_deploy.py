@@ -164,3 +164,38 @@ def test_compose_commands_run_natively(transactional_db, tmp_path):
     finally:
         for process in started:
             _stop(process)
+
+
+@pytest.mark.parametrize("environment, seconds", [({}, 600), ({"WEB_TIMEOUT": "1800"}, 1800)])
+def test_gunicorn_lets_a_long_download_run_past_its_own_30_second_default(environment, seconds):
+    # A sync worker is killed, and the download it streams cut short, once a request outlives `timeout`.
+    printed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            "python:rewardlab.gunicorn_conf",
+            "--print-config",
+            "rewardlab.wsgi",
+        ],
+        env=child_process_env(DEBUG="1", **environment),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert printed.returncode == 0, printed.stderr
+    settings = dict(map(str.strip, line.split("=", 1)) for line in printed.stdout.splitlines() if "=" in line)
+    assert int(settings["timeout"]) == seconds
+
+
+def test_every_way_of_starting_the_web_process_uses_the_gunicorn_settings():
+    procfile_web = next(
+        line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:")
+    )
+    dockerfile_cmd = next(
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")
+    )
+    compose_web = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"]["command"]
+
+    assert "gunicorn -c python:rewardlab.gunicorn_conf rewardlab.wsgi" in procfile_web
+    assert '"gunicorn", "-c", "python:rewardlab.gunicorn_conf", "rewardlab.wsgi"' in dockerfile_cmd
+    assert compose_web[:4] == ["gunicorn", "-c", "python:rewardlab.gunicorn_conf", "rewardlab.wsgi"]
