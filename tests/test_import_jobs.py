@@ -1,12 +1,14 @@
 """Imports queued for a Celery worker: the job runs once, all or nothing, and its upload is deleted."""
 
 import importlib
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from kombu.exceptions import OperationalError
@@ -333,3 +335,59 @@ def test_a_real_worker_imports_a_file_queued_over_the_api(live_celery_worker, st
     assert (body["batch"]["items_created"], body["batch"]["rankings_created"]) == (2, 1)
     assert Item.objects.filter(project=project).count() == 2
     assert stored_files(media) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_import_holds_up_other_imports_of_the_project_but_nothing_else(tmp_path, monkeypatch):
+    project = ProjectFactory()
+    first_file, second_file = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first_file.write_bytes(jsonl(ROWS, name="first.jsonl").read())
+    second_file.write_bytes(jsonl([{**row, "id": f"second-{n}"} for n, row in enumerate(ROWS)]).read())
+    inside, release = threading.Event(), threading.Event()
+    parse = imports.parse
+
+    def parse_then_wait(source, format):
+        records = parse(source, format)
+        if source.name == "first.jsonl":
+            inside.set()  # the import's transaction is open and holds its lock
+            release.wait(30)
+        yield from records
+
+    monkeypatch.setattr(imports, "parse", parse_then_wait)
+    finished = []
+
+    def run(path):
+        try:
+            imports.import_file(path=path, project=project)
+            finished.append(path.name)
+        finally:
+            connection.close()
+
+    inserted = threading.Event()
+
+    def insert_rows_of_the_project():
+        try:
+            ImportJob.objects.create(project=project, file_name="queued.jsonl")
+            Item.objects.create(project=project, conversation=[{"role": "user", "content": "meanwhile"}])
+            inserted.set()
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=run, args=(first_file,))
+    second = threading.Thread(target=run, args=(second_file,))
+    inserter = threading.Thread(target=insert_rows_of_the_project)
+    first.start()
+    assert inside.wait(30)
+    try:
+        inserter.start()
+        assert inserted.wait(10), "queuing an import or adding an item waits for the running import"
+        second.start()
+        time.sleep(1)
+        assert finished == [], "a second import of the same project waits for the first"
+    finally:
+        release.set()
+        for thread in (first, second, inserter):
+            if thread.is_alive():
+                thread.join(30)
+    assert finished == ["first.jsonl", "second.jsonl"]
+    assert ImportBatch.objects.filter(project=project).count() == 2
