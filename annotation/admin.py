@@ -148,8 +148,11 @@ class ImportJobAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
-        # Its stored upload goes only when the job has run; deleting a queued job would leave it behind.
-        return False
+        # A queued or running job still has its upload, which only the job (or the reaper) deletes; a
+        # finished one has none left. So a project with an unfinished job waits for it to be deleted.
+        if obj is not None and obj.status not in ImportJob.FINISHED_STATUSES:
+            return False
+        return super().has_delete_permission(request, obj)
 
 
 @admin.register(Assignment)

@@ -14,14 +14,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .imports import (
-    ImportFailed,
-    ImportQueueUnavailable,
-    import_job_create,
-    import_upload,
-    import_upload_is_large,
-)
-from .models import ImportBatch
+from .imports import ImportFailed, ImportQueueUnavailable, import_upload_or_queue
+from .models import ImportBatch, ImportJob
 
 FORMAT_CHOICES = [("auto", "Detect from the file"), *ImportBatch.Format.choices]
 
@@ -45,35 +39,21 @@ def project_import_view(model_admin, request, object_id: str):
         raise PermissionDenied
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        arguments = {
-            "upload": form.cleaned_data["file"],
-            "project": project,
-            "format": form.cleaned_data["format"],
-            "user": request.user,
-        }
-        if form.cleaned_data["background"] or import_upload_is_large(upload=arguments["upload"]):
-            try:
-                job = import_job_create(**arguments)
-            except ImportQueueUnavailable as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(
-                    request,
-                    format_html(
-                        'Queued {} for import in the background: <a href="{}">follow its import job</a>.',
-                        job.file_name,
-                        reverse("admin:annotation_importjob_change", args=[job.pk]),
-                    ),
-                )
-                return redirect("admin:annotation_project_change", project.pk)
+        try:
+            imported = import_upload_or_queue(
+                upload=form.cleaned_data["file"],
+                project=project,
+                format=form.cleaned_data["format"],
+                user=request.user,
+                background=form.cleaned_data["background"],
+            )
+        except ImportFailed as exc:
+            form.add_error("file", f"{exc} — nothing was imported.")
+        except ImportQueueUnavailable as exc:
+            form.add_error(None, str(exc))
         else:
-            try:
-                batch = import_upload(**arguments)
-            except ImportFailed as exc:
-                form.add_error("file", f"{exc} — nothing was imported.")
-            else:
-                messages.success(request, f"Imported {batch.file_name} ({batch.summary()}).")
-                return redirect("admin:annotation_project_change", project.pk)
+            messages.success(request, _imported_message(request, imported))
+            return redirect("admin:annotation_project_change", project.pk)
     context = {
         **model_admin.admin_site.each_context(request),
         "title": f"Import data into {project}",
@@ -84,3 +64,15 @@ def project_import_view(model_admin, request, object_id: str):
         "inline_max_mb": round(settings.IMPORT_INLINE_MAX_BYTES / 1024 / 1024, 1),
     }
     return TemplateResponse(request, "admin/annotation/project/import.html", context)
+
+
+def _imported_message(request, imported: ImportBatch | ImportJob) -> str:
+    if isinstance(imported, ImportBatch):
+        return f"Imported {imported.file_name} ({imported.summary()})."
+    if not request.user.has_perm("annotation.view_importjob"):
+        return f"Queued {imported.file_name} for import in the background."
+    return format_html(
+        'Queued {} for import in the background: <a href="{}">follow its import job</a>.',
+        imported.file_name,
+        reverse("admin:annotation_importjob_change", args=[imported.pk]),
+    )

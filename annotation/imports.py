@@ -6,10 +6,11 @@ answers and imported rankings are matched on their external ids (and rankings on
 earlier one adds only what is new. Rows that exist are never changed: an item keeps its
 conversation, an imported ranking keeps its order.
 
-A web request cannot wait for a large file (gunicorn kills a worker after 30 s), so the API and the admin
-hand those to an `ImportJob`: the upload is stored, and a Celery worker imports it with the same
-`import_file`, as all or nothing as ever. The worker keeps the job's heartbeat fresh while it runs; a
-beat task fails jobs whose heartbeat went stale, as a worker that dies mid-import cannot say so itself.
+A large file would hold a web worker for minutes (an 85 MB Open-Assistant file takes about one), so
+the API and the admin hand those to an `ImportJob` (`import_upload_or_queue`): the upload is stored,
+and a Celery worker imports it with the same `import_file`, as all or nothing as ever. The worker keeps
+the job's heartbeat fresh while it runs; a beat task fails jobs whose heartbeat went stale, as a worker
+that dies mid-import cannot say so itself, and jobs that no worker took for too long.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, reset_queries, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from rewardlab.heartbeat import heartbeat_in_background
@@ -46,7 +47,7 @@ __all__ = [
     "import_job_run",
     "import_jobs_reap_stale",
     "import_upload",
-    "import_upload_is_large",
+    "import_upload_or_queue",
 ]
 
 log = logging.getLogger(__name__)
@@ -119,9 +120,21 @@ def import_upload(
         return import_file(path=path, project=project, format=format, user=user, file_name=upload.name)
 
 
-def import_upload_is_large(*, upload: UploadedFile) -> bool:
-    """Whether an upload is too large to import inside a web request (IMPORT_INLINE_MAX_BYTES)."""
-    return upload.size > settings.IMPORT_INLINE_MAX_BYTES
+def import_upload_or_queue(
+    *,
+    upload: UploadedFile,
+    project: Project,
+    format: str = "auto",
+    user: AbstractBaseUser | None = None,
+    background: bool = False,
+) -> ImportBatch | ImportJob:
+    """Import a web upload now while it is small (IMPORT_INLINE_MAX_BYTES), else, or when asked, queue it.
+
+    Raises ImportFailed for a bad file imported now, ImportQueueUnavailable when the broker is down.
+    """
+    if background or upload.size > settings.IMPORT_INLINE_MAX_BYTES:
+        return import_job_create(upload=upload, project=project, format=format, user=user)
+    return import_upload(upload=upload, project=project, format=format, user=user)
 
 
 class ImportQueueUnavailable(Exception):
@@ -203,21 +216,36 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
 
 
 def import_jobs_reap_stale(*, now: datetime | None = None) -> list[int]:
-    """Fail the running jobs whose worker stopped sending heartbeats and delete their uploads; return ids."""
+    """Fail running jobs whose worker stopped sending heartbeats, and jobs no worker took; return their ids.
+
+    Their uploads are deleted: neither left anything of the file in the database.
+    """
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.IMPORT_JOB_STALE_SECONDS)
+    dead = Q(
+        status=ImportJob.Status.RUNNING,
+        heartbeat_at__lt=now - timedelta(seconds=settings.IMPORT_JOB_STALE_SECONDS),
+    )
+    untaken = Q(
+        status=ImportJob.Status.QUEUED,
+        created_at__lt=now - timedelta(seconds=settings.IMPORT_JOB_QUEUE_TIMEOUT_SECONDS),
+    )
     reaped = []
-    stale = ImportJob.objects.filter(status=ImportJob.Status.RUNNING, heartbeat_at__lt=cutoff)
-    for job in stale.only("pk", "upload", "heartbeat_at"):
-        message = (
-            f"The worker stopped during the import (no heartbeat since {job.heartbeat_at:%Y-%m-%d %H:%M:%S} "
-            "UTC): nothing was imported. Upload the file again."
-        )
-        updated = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
+    fields = ("pk", "status", "upload", "heartbeat_at", "created_at")
+    for job in ImportJob.objects.filter(dead | untaken).only(*fields):
+        if job.status == ImportJob.Status.RUNNING:
+            message = (
+                "The worker stopped during the import (no heartbeat since "
+                f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC): nothing was imported. Upload the file again."
+            )
+        else:
+            message = (
+                f"No worker took the import since it was queued ({job.created_at:%Y-%m-%d %H:%M:%S} UTC): is "
+                "the Celery worker of the default queue running? Nothing was imported. Upload the file again."
+            )
+        updated = ImportJob.objects.filter(pk=job.pk, status=job.status).update(
             status=ImportJob.Status.FAILED, error=message, upload="", finished_at=now
         )
         if updated:
-            # Its transaction died with the worker, so nothing of the file is in the database.
             if job.upload.name:
                 default_storage.delete(job.upload.name)
             log.warning("Reaped import job %s: %s", job.pk, message)
@@ -232,11 +260,13 @@ def _import_job_enqueue(*, job_id: int) -> None:
         run_import_job.apply_async(args=[job_id])
     except Exception as exc:  # kombu raises OperationalError, redis-py its own errors: all mean "not queued"
         message = f"Could not queue the import: the Celery broker is unreachable ({exc})."
-        job = ImportJob.objects.get(pk=job_id)
-        default_storage.delete(job.upload.name)
-        ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
+        upload = ImportJob.objects.values_list("upload", flat=True).get(pk=job_id)
+        failed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
             status=ImportJob.Status.FAILED, error=message, upload="", finished_at=timezone.now()
         )
+        # Only once the job is ours to fail: a message that went out after all may have a worker on it.
+        if failed and upload:
+            default_storage.delete(upload)
         raise ImportQueueUnavailable(message) from exc
 
 

@@ -226,10 +226,13 @@ CELERY_TASK_PUBLISH_RETRY = False
 ASSIGNMENT_LEASE_SECONDS = env_int("ASSIGNMENT_LEASE_SECONDS", 30 * 60)
 # The project-wide progress figure sums over all items, so each process reuses it this long (0: always fresh).
 PROJECT_PROGRESS_CACHE_SECONDS = env_int("PROJECT_PROGRESS_CACHE_SECONDS", 5)
-# Uploads larger than this are imported by a Celery worker: a web request would outlive gunicorn's timeout.
+# Uploads larger than this are imported by a Celery worker: a web request would hold a web worker for minutes.
 IMPORT_INLINE_MAX_BYTES = env_int("IMPORT_INLINE_MAX_BYTES", 10 * 1024 * 1024)
 # A running import job without a heartbeat this long is failed: its worker died. It beats 12 times as often.
 IMPORT_JOB_STALE_SECONDS = env_int("IMPORT_JOB_STALE_SECONDS", 120)
+# A queued import job that no worker took this long is failed (and its upload deleted): no worker is
+# running, or its message was lost. Long enough for a queue of other large imports to drain first.
+IMPORT_JOB_QUEUE_TIMEOUT_SECONDS = env_int("IMPORT_JOB_QUEUE_TIMEOUT_SECONDS", 6 * 3600)
 
 # Exports.
 EXPORT_SNAPSHOT_RETENTION = env_int("EXPORT_SNAPSHOT_RETENTION", 48)

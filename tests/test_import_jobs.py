@@ -159,6 +159,25 @@ def test_a_job_the_broker_cannot_take_fails_and_deletes_its_upload(
     assert stored_files(media) == []
 
 
+def test_a_job_a_worker_took_although_sending_raised_keeps_its_upload(
+    media, django_capture_on_commit_callbacks, monkeypatch
+):
+    def sent_then_raised(args, **kwargs):
+        # The message got out and a worker claimed the job before the broker's reply was lost.
+        claimed = {"status": ImportJob.Status.RUNNING, "started_at": timezone.now()}
+        ImportJob.objects.filter(pk=args[0]).update(**claimed)
+        raise OperationalError("timed out waiting for the broker's reply")
+
+    monkeypatch.setattr(tasks.run_import_job, "apply_async", sent_then_raised)
+
+    with pytest.raises(ImportQueueUnavailable), django_capture_on_commit_callbacks(execute=True):
+        import_job_create(upload=jsonl(ROWS), project=ProjectFactory())
+
+    job = ImportJob.objects.get()
+    assert job.status == ImportJob.Status.RUNNING and job.error == ""
+    assert stored_files(media) == [job.upload.name], "the worker still reads it"
+
+
 # A real commit, as in production: inside the test's transaction the job is only queued once the test
 # ends (django_capture_on_commit_callbacks(execute=True) would send it after the view had answered 202).
 @pytest.mark.django_db(transaction=True)
@@ -233,6 +252,27 @@ def test_the_reaper_fails_only_running_jobs_with_a_stale_heartbeat_and_deletes_t
     assert ImportJob.objects.get(pk=queued.pk).status == ImportJob.Status.QUEUED
     assert stored_files(media) == sorted([fresh.upload.name, queued.upload.name])
     assert import_jobs_reap_stale(now=now) == []  # already failed: reaped once
+
+
+def test_the_reaper_fails_a_job_no_worker_took_in_time_and_deletes_its_upload(
+    media, settings, django_capture_on_commit_callbacks
+):
+    settings.IMPORT_JOB_QUEUE_TIMEOUT_SECONDS = 3600
+    now = timezone.now()
+    forgotten, waiting = (queue_job(ROWS, capture=django_capture_on_commit_callbacks) for _ in range(2))
+    ImportJob.objects.filter(pk=forgotten.pk).update(created_at=now - timedelta(seconds=3601))
+    ImportJob.objects.filter(pk=waiting.pk).update(created_at=now - timedelta(seconds=3000))
+
+    assert import_jobs_reap_stale(now=now) == [forgotten.pk]
+
+    forgotten.refresh_from_db()
+    assert forgotten.status == ImportJob.Status.FAILED and forgotten.upload.name == ""
+    assert "No worker took the import" in forgotten.error and "default queue" in forgotten.error
+    assert ImportJob.objects.get(pk=waiting.pk).status == ImportJob.Status.QUEUED
+    assert stored_files(media) == [waiting.upload.name]
+    # The message, should it turn up after all, finds the job failed and leaves it so.
+    assert import_job_run(job=forgotten).status == ImportJob.Status.FAILED
+    assert not Item.objects.exists()
 
 
 def test_the_reaper_task_fails_a_job_whose_worker_died(media, settings, django_capture_on_commit_callbacks):
@@ -391,3 +431,19 @@ def test_a_running_import_holds_up_other_imports_of_the_project_but_nothing_else
                 thread.join(30)
     assert finished == ["first.jsonl", "second.jsonl"]
     assert ImportBatch.objects.filter(project=project).count() == 2
+
+
+def test_a_project_whose_import_jobs_are_finished_can_be_deleted_in_the_admin_but_not_while_one_runs(
+    admin_client_logged_in, media, django_capture_on_commit_callbacks
+):
+    project = ProjectFactory()
+    job = queue_job(ROWS, project=project, capture=django_capture_on_commit_callbacks)
+    delete_page = f"/admin/annotation/project/{project.pk}/delete/"
+
+    refused = admin_client_logged_in.post(delete_page, {"post": "yes"})
+    assert refused.status_code == 403, "a queued job still has its upload to import"
+    import_job_run(job=job)
+    deleted = admin_client_logged_in.post(delete_page, {"post": "yes"})
+
+    assert deleted.status_code == 302
+    assert not ImportJob.objects.exists() and not ImportBatch.objects.exists()

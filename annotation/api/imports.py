@@ -13,9 +13,7 @@ from ..imports import (
     FORMATS,
     ImportFailed,
     ImportQueueUnavailable,
-    import_job_create,
-    import_upload,
-    import_upload_is_large,
+    import_upload_or_queue,
 )
 from ..models import ImportBatch, ImportJob, Project
 from .permissions import IsStaff
@@ -83,8 +81,8 @@ class ImportJobSerializer(serializers.ModelSerializer):
 class ProjectImportView(APIView):
     """Import a file into a project, all or nothing; a bad line answers 400 with `FILE:LINE: why`.
 
-    A large file (or `background=true`) is queued instead, as a web request would outlive the server's
-    timeout: 202 with the job, whose `links.self` tells how it went.
+    A large file (or `background=true`) is queued instead, as it would hold a web worker for minutes:
+    202 with the job, whose `links.self` tells how it went.
     """
 
     permission_classes = [IsStaff]
@@ -99,27 +97,24 @@ class ProjectImportView(APIView):
         project = get_object_or_404(Project, pk=project_id)
         serializer = ImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        upload = serializer.validated_data["file"]
-        arguments = {
-            "upload": upload,
-            "project": project,
-            "format": serializer.validated_data["format"],
-            "user": request.user,
-        }
-        if serializer.validated_data["background"] or import_upload_is_large(upload=upload):
-            try:
-                job = import_job_create(**arguments)
-            except ImportQueueUnavailable as exc:
-                return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-            data = ImportJobSerializer(job, context={"request": request}).data
+        try:
+            imported = import_upload_or_queue(
+                upload=serializer.validated_data["file"],
+                project=project,
+                format=serializer.validated_data["format"],
+                user=request.user,
+                background=serializer.validated_data["background"],
+            )
+        except ImportFailed as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except ImportQueueUnavailable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        if isinstance(imported, ImportJob):
+            data = ImportJobSerializer(imported, context={"request": request}).data
             return Response(
                 data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["links"]["self"]}
             )
-        try:
-            batch = import_upload(**arguments)
-        except ImportFailed as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(ImportBatchSerializer(batch).data, status=status.HTTP_201_CREATED)
+        return Response(ImportBatchSerializer(imported).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(summary="How a queued import went (staff)")
