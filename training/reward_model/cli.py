@@ -25,6 +25,9 @@ to stderr. A parent reads stdout line by line:
     one line per distinct answer of each item, rows of one item or prompt merged as ``train`` reads them:
     {"event": "score", "group_id": ..., "answer_id": ..., "answer_index": k, "reward": x},
     then {"event": "result", "answers": n, "groups": n}
+    group_id is the row's item_id (or id), else "conv-" and a digest of the conversation; answer_id
+    is the answer's own id where the file gives one, else the first 12 hex digits of the SHA-1 of its
+    text (the same text in one item is one answer): for files without ids, join on that digest.
 
 On failure the last line is {"event": "error", "error": "<message>"} and the exit status is 1; bad
 arguments exit with status 2 and argparse's usage message on stderr (no JSON). Only the main process
