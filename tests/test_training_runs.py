@@ -165,3 +165,29 @@ def test_heartbeat_goes_on_while_a_slow_export_runs(roots, settings, monkeypatch
     training_run_execute(run_id=run.pk)
 
     assert seen[1] > seen[0]
+
+
+def test_a_worker_stopped_mid_run_keeps_the_files_its_engine_may_still_be_using(roots, project, monkeypatch):
+    engines = []
+    start = services.EngineProcess.start
+
+    def start_and_keep(self):
+        engines.append(self)
+        return start(self)
+
+    def worker_stops(self, **kwargs):
+        raise SystemExit("the worker is shutting down")  # not an Exception: the run's handler lets it go
+        yield
+
+    monkeypatch.setattr(services.EngineProcess, "start", start_and_keep)
+    monkeypatch.setattr(services.EngineProcess, "outputs", worker_stops)
+    run = queued_run(project)
+    try:
+        with pytest.raises(SystemExit):
+            training_run_execute(run_id=run.pk)
+        run_files = roots / "models" / f"project-{project.pk}" / f"run-{run.pk}"
+        assert engines and engines[0].process.poll() is None, "the engine outlives the stopped worker"
+        assert (run_files / "data" / "train.jsonl").exists()
+    finally:
+        for engine in engines:
+            engine.terminate(grace_seconds=1)

@@ -456,7 +456,9 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
         _run_finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", engine=engine)
         return run
     finally:
-        _run_files_tidy(run=run, directory=directory)
+        # Not while the engine may still be writing (the worker itself is being stopped, say).
+        if engine is None or engine.process is None or engine.process.poll() is not None:
+            _run_files_tidy(run=run, directory=directory)
 
 
 def _run_files_tidy(*, run: TrainingRun, directory: Path) -> None:
@@ -464,12 +466,16 @@ def _run_files_tidy(*, run: TrainingRun, directory: Path) -> None:
 
     The train/eval files are a split of the run's rankings snapshot, which is kept (the run points to it)
     and splits the same way again, so they go; so does the model of a run that registered no version.
+    Tidying is best effort: a failure here must not hide how the run ended.
     """
-    shutil.rmtree(directory / "data", ignore_errors=True)
-    if not RewardModel.objects.filter(training_run=run).exists():
-        shutil.rmtree(directory / "model", ignore_errors=True)
-    with suppress(OSError):
-        directory.rmdir()  # only when nothing is left in it
+    try:
+        shutil.rmtree(directory / "data", ignore_errors=True)
+        if not RewardModel.objects.filter(training_run=run).exists():
+            shutil.rmtree(directory / "model", ignore_errors=True)
+        with suppress(OSError):
+            directory.rmdir()  # only when nothing is left in it
+    except Exception:
+        log.warning("Could not tidy the files of training run %s in %s", run.pk, directory, exc_info=True)
 
 
 def _engine_error(engine: EngineProcess, returncode: int, *, reported: str = "") -> str:
