@@ -90,7 +90,7 @@ def test_text_edited_by_save_or_by_a_queryset_update_is_rendered_again(item):
     assert answers[untouched.pk] == "<p><code>maybe</code></p>"
 
 
-def test_a_deleted_answer_leaves_the_stored_html(item):
+def test_a_deleted_answers_html_is_dropped_from_the_stored_copy(item):
     _next(_client(), item.project)
     gone = item.answers.get(position=2)
     gone.delete()
