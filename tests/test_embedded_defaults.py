@@ -56,3 +56,61 @@ def test_demo_ranking_and_export_work_on_sqlite(tmp_path):
     assert summary["rows"] == 7
     assert summary["people"] == ["annotator", "import"]
     assert summary["created_at"].endswith("+00:00")
+
+
+HOLD_THE_WRITE_LOCK = """
+import django, sys, time
+django.setup()
+from django.core.management import call_command
+from django.db import connection, transaction
+call_command("migrate", verbosity=0)
+with transaction.atomic():
+    connection.cursor().execute("UPDATE django_migrations SET app = app")
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[1]))
+print("released", flush=True)
+"""
+
+WRITE_AND_READ_JOURNAL_MODE = """
+import django, json, time
+django.setup()
+from django.db import connection
+from annotation.models import Project
+started = time.monotonic()
+Project.objects.create(name="written while another process held the lock")
+waited = time.monotonic() - started
+mode = connection.cursor().execute("PRAGMA journal_mode").fetchone()[0]
+print(json.dumps({"waited": waited, "journal_mode": mode}))
+"""
+
+
+@pytest.mark.slow
+def test_on_sqlite_a_write_waits_for_a_long_transaction_instead_of_failing_as_locked(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "rewardlab.settings",
+        "DEBUG": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": "filesystem://",
+        "REWARDLAB_VAR_DIR": str(tmp_path),
+    }
+    # Longer than sqlite3's own 5 s busy timeout, as a background import's transaction is.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_WRITE_LOCK, "7"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        writer = subprocess.run(
+            [sys.executable, "-c", WRITE_AND_READ_JOURNAL_MODE],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        holder.wait(60)
+    assert writer.returncode == 0, writer.stderr[-3000:]
+    outcome = json.loads(writer.stdout.strip().splitlines()[-1])
+    assert outcome["waited"] > 3, "the write queued behind the other transaction"
+    assert outcome["journal_mode"] == "wal"
