@@ -23,6 +23,8 @@ from annotation.imports import (
 from annotation.models import ImportBatch, ImportJob, Item, Ranking
 from tests.factories import ProjectFactory, UserFactory
 from tests.test_import_api import ROWS, jsonl
+from training.models import RewardModel
+from training.services import reward_model_activate
 
 pytestmark = pytest.mark.django_db
 
@@ -409,6 +411,11 @@ def test_a_running_import_holds_up_other_imports_of_the_project_but_nothing_else
         try:
             ImportJob.objects.create(project=project, file_name="queued.jsonl")
             Item.objects.create(project=project, conversation=[{"role": "user", "content": "meanwhile"}])
+            # Promoting a model version locks the project row, as registering a trained one does. (The
+            # import's own inserts lock nothing here: Django's foreign keys are checked at commit.)
+            reward_model_activate(
+                reward_model=RewardModel.objects.create(project=project, version=1, artifact_path="v1")
+            )
             inserted.set()
         finally:
             connection.close()
@@ -420,7 +427,7 @@ def test_a_running_import_holds_up_other_imports_of_the_project_but_nothing_else
     assert inside.wait(30)
     try:
         inserter.start()
-        assert inserted.wait(10), "queuing an import or adding an item waits for the running import"
+        assert inserted.wait(10), "queuing an import, adding an item or promoting a model waits"
         second.start()
         time.sleep(1)
         assert finished == [], "a second import of the same project waits for the first"

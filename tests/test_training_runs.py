@@ -116,7 +116,7 @@ def test_cancelled_queued_run_is_never_executed(roots, project):
         training_run_cancel(run=run)
 
 
-def test_reaper_fails_only_runs_whose_heartbeat_is_stale(settings, project):
+def test_reaper_fails_only_runs_whose_heartbeat_is_stale_and_deletes_their_files(roots, settings, project):
     from django.utils import timezone
 
     settings.TRAINING_STALE_AFTER_SECONDS = 60
@@ -132,11 +132,17 @@ def test_reaper_fails_only_runs_whose_heartbeat_is_stale(settings, project):
         heartbeat_at=now - timezone.timedelta(seconds=5),
     )
 
+    for run in (stale, fresh):  # what a worker that died mid-run leaves behind
+        (services.run_directory(run) / "data").mkdir(parents=True)
+        (services.run_directory(run) / "data" / "train.jsonl").write_text("{}\n")
+
     assert training_runs_reap_stale(now=now) == [stale.pk]
     stale.refresh_from_db()
     fresh.refresh_from_db()
     assert stale.status == TrainingRun.Status.FAILED and "No heartbeat" in stale.error
     assert fresh.status == TrainingRun.Status.RUNNING
+    assert not services.run_directory(stale).exists()
+    assert (services.run_directory(fresh) / "data" / "train.jsonl").exists()
 
 
 def test_evaluation_split_is_fixed_per_item():

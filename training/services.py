@@ -203,6 +203,7 @@ def training_runs_reap_stale(*, now=None) -> list[int]:
             orphans = kill_processes_with_argument(run_process_marker(run))
             if orphans:
                 log.warning("Killed orphaned engine processes %s of run %s", orphans, run.pk)
+            _run_files_tidy(run=run, directory=run_directory(run))
     return reaped
 
 
