@@ -100,7 +100,12 @@ def _lock_project_imports(*, project_id: int) -> None:
     # queuing another import, a snapshot, a training run. SQLite (`make run`) serialises writes anyway.
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [IMPORT_LOCK_NAMESPACE, project_id])
+            # The two-key form takes int4 keys and project ids are bigints: fold the id (two projects
+            # whose ids fold alike only take turns).
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, (%s::bigint %% 2147483647)::int)",
+                [IMPORT_LOCK_NAMESPACE, project_id],
+            )
 
 
 def import_upload(

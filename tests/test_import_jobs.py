@@ -454,3 +454,13 @@ def test_a_project_whose_import_jobs_are_finished_can_be_deleted_in_the_admin_bu
 
     assert deleted.status_code == 302
     assert not ImportJob.objects.exists() and not ImportBatch.objects.exists()
+
+
+def test_a_project_whose_id_is_past_32_bits_imports(tmp_path):
+    project = ProjectFactory(pk=2**31 + 5)  # ids are bigints; the import lock must take them
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(jsonl(ROWS).read())
+
+    batch = imports.import_file(path=path, project=project)
+
+    assert batch.items_created == 2 and Item.objects.filter(project=project).count() == 2
