@@ -48,6 +48,7 @@ __all__ = [
     "import_jobs_reap_stale",
     "import_upload",
     "import_upload_or_queue",
+    "project_delete",
 ]
 
 log = logging.getLogger(__name__)
@@ -244,8 +245,9 @@ def import_jobs_reap_stale(*, now: datetime | None = None) -> list[int]:
             )
         else:
             message = (
-                f"No worker took the import since it was queued ({job.created_at:%Y-%m-%d %H:%M:%S} UTC): is "
-                "the Celery worker of the default queue running? Nothing was imported. Upload the file again."
+                f"No worker took the import since it was queued ({job.created_at:%Y-%m-%d %H:%M:%S} UTC): "
+                "its message was lost, or the default queue is that far behind. Nothing was imported. "
+                "Upload the file again."
             )
         updated = ImportJob.objects.filter(pk=job.pk, status=job.status).update(
             status=ImportJob.Status.FAILED, error=message, upload="", finished_at=now
@@ -256,6 +258,27 @@ def import_jobs_reap_stale(*, now: datetime | None = None) -> list[int]:
             log.warning("Reaped import job %s: %s", job.pk, message)
             reaped.append(job.pk)
     return reaped
+
+
+class ProjectImporting(Exception):
+    """The project has an import job that is queued or running, so it cannot be deleted yet."""
+
+
+def project_delete(*, project: Project) -> None:
+    """Delete a project with all its data, unless one of its import jobs is still queued or running.
+
+    Such a job's upload is deleted only by the job (or the reaper), and its worker would find the rows gone.
+    """
+    with transaction.atomic():
+        # Taken before the check: a job queued meanwhile commits first (and is seen) or fails its insert.
+        Project.objects.select_for_update().get(pk=project.pk)
+        unfinished = ImportJob.objects.filter(project=project).exclude(status__in=ImportJob.FINISHED_STATUSES)
+        if unfinished.exists():
+            raise ProjectImporting(
+                f"Project “{project}” has an import job that is still queued or running; "
+                "delete it once the job has finished."
+            )
+        project.delete()
 
 
 def _import_job_enqueue(*, job_id: int) -> None:

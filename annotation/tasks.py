@@ -42,5 +42,5 @@ def run_import_job(job_id: int) -> str:
 
 @shared_task(name="annotation.tasks.reap_stale_import_jobs", ignore_result=True)
 def reap_stale_import_jobs() -> list[int]:
-    """Beat, every minute: fail running import jobs whose worker stopped sending heartbeats."""
+    """Beat, every minute: fail import jobs whose worker stopped sending heartbeats or that no worker took."""
     return import_jobs_reap_stale()

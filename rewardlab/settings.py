@@ -119,9 +119,10 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # `make run`: web, worker and beat write to one file. Writers queue for up to 30 s instead of failing
-    # with "database is locked" after sqlite3's 5 s (a background import holds the lock a while); BEGIN
-    # IMMEDIATE takes the write lock up front, so a transaction never fails upgrading to it; WAL lets
-    # pages read while someone writes.
+    # with "database is locked" after sqlite3's 5 s (a snapshot or a small import holds the lock a
+    # while; a longer import still makes them fail: use PostgreSQL for large files); BEGIN IMMEDIATE
+    # takes the write lock up front, so a transaction never fails upgrading to it; WAL lets pages read
+    # while someone writes.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",

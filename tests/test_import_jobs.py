@@ -269,7 +269,7 @@ def test_the_reaper_fails_a_job_no_worker_took_in_time_and_deletes_its_upload(
 
     forgotten.refresh_from_db()
     assert forgotten.status == ImportJob.Status.FAILED and forgotten.upload.name == ""
-    assert "No worker took the import" in forgotten.error and "default queue" in forgotten.error
+    assert "No worker took the import" in forgotten.error and "message was lost" in forgotten.error
     assert ImportJob.objects.get(pk=waiting.pk).status == ImportJob.Status.QUEUED
     assert stored_files(media) == [waiting.upload.name]
     # The message, should it turn up after all, finds the job failed and leaves it so.
@@ -296,6 +296,7 @@ def test_the_migration_schedules_the_reaper_every_minute_on_the_default_queue():
     assert task.task == tasks.reap_stale_import_jobs.name
     assert (task.interval.every, task.interval.period) == (1, IntervalSchedule.MINUTES)
     assert task.queue == "default" and task.enabled
+    assert task.expire_seconds == 60, "checks missed while no worker ran are not run all at once later"
 
 
 # The admin's upload page queues large files.
@@ -464,3 +465,18 @@ def test_a_project_whose_id_is_past_32_bits_imports(tmp_path):
     batch = imports.import_file(path=path, project=project)
 
     assert batch.items_created == 2 and Item.objects.filter(project=project).count() == 2
+
+
+def test_the_api_deletes_a_project_only_once_its_import_jobs_have_finished(
+    staff_client, media, django_capture_on_commit_callbacks
+):
+    project = ProjectFactory()
+    job = queue_job(ROWS, project=project, capture=django_capture_on_commit_callbacks)
+
+    refused = staff_client.delete(f"/api/projects/{project.pk}/")
+
+    assert refused.status_code == 409 and "still queued or running" in refused.json()["detail"]
+    assert stored_files(media) == [job.upload.name], "the queued job keeps its upload"
+    import_job_run(job=job)
+    assert staff_client.delete(f"/api/projects/{project.pk}/").status_code == 204
+    assert not ImportJob.objects.exists() and not Item.objects.exists()

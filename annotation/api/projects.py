@@ -2,11 +2,14 @@
 
 from django.db.models import Count, Prefetch
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers, viewsets
+from rest_framework import serializers, status, viewsets
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
 
+from ..imports import ProjectImporting, project_delete
 from ..models import Answer, Item, Project
 from .permissions import IsStaff
+from .work import ErrorSerializer
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -46,6 +49,10 @@ class ProjectStaffSerializer(serializers.ModelSerializer):
 @extend_schema_view(
     list=extend_schema(summary="Projects: active ones for annotators, all for staff"),
     retrieve=extend_schema(summary="One project"),
+    destroy=extend_schema(
+        summary="Delete a project and all its data (staff)",
+        responses={204: None, 409: ErrorSerializer},
+    ),
 )
 class ProjectViewSet(viewsets.ModelViewSet):
     """Annotators read the active projects; staff also create, change and delete them."""
@@ -64,6 +71,13 @@ class ProjectViewSet(viewsets.ModelViewSet):
         if self.request.user.is_staff:
             return ProjectStaffSerializer
         return ProjectSerializer
+
+    def destroy(self, request, *args, **kwargs):
+        try:
+            project_delete(project=self.get_object())
+        except ProjectImporting as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AnswerSerializer(serializers.ModelSerializer):

@@ -1,10 +1,10 @@
-"""The beat entry, every minute, that fails import jobs whose worker died (editable in the admin)."""
+"""The beat entry, every minute, that fails import jobs whose worker died or that no worker took (editable)."""
 
 import json
 
 from django.db import migrations
 
-NAME = "imports: fail jobs whose worker stopped sending heartbeats"
+NAME = "imports: fail jobs whose worker died or that no worker took"
 
 
 def create_schedule(apps, schema_editor):
@@ -18,8 +18,11 @@ def create_schedule(apps, schema_editor):
             "interval": every_minute,
             "queue": "default",
             "kwargs": json.dumps({}),
-            "description": "Marks running import jobs failed once their heartbeat is older than "
-            "IMPORT_JOB_STALE_SECONDS (worker killed, machine lost), and deletes their uploads.",
+            # A worker that was down for hours need not run the hours of missed checks on its return.
+            "expire_seconds": 60,
+            "description": "Marks import jobs failed and deletes their uploads: running ones once their "
+            "heartbeat is older than IMPORT_JOB_STALE_SECONDS (worker killed, machine lost), queued ones "
+            "that no worker took within IMPORT_JOB_QUEUE_TIMEOUT_SECONDS (message lost).",
         },
     )
 
