@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.urls import path
 from django.utils.text import Truncator
@@ -6,6 +7,7 @@ from django.utils.text import Truncator
 from training.admin import retrain_now
 
 from .admin_import import project_import_view
+from .imports import ProjectImporting, project_delete
 from .models import Answer, Assignment, ExportSnapshot, ImportBatch, ImportJob, Item, Project, Ranking
 
 
@@ -40,6 +42,18 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def import_view(self, request, object_id):
         return project_import_view(self, request, object_id)
+
+    # The delete page already refuses while an import job is unfinished (ImportJobAdmin's delete
+    # permission); the service checks again under a lock, for a job queued after the page was shown.
+    def delete_model(self, request, obj):
+        try:
+            project_delete(project=obj)
+        except ProjectImporting as exc:
+            raise PermissionDenied(str(exc)) from exc
+
+    def delete_queryset(self, request, queryset):
+        for project in queryset:
+            self.delete_model(request, project)
 
 
 class AnswerInline(admin.TabularInline):

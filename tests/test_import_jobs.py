@@ -20,7 +20,7 @@ from annotation.imports import (
     import_job_run,
     import_jobs_reap_stale,
 )
-from annotation.models import ImportBatch, ImportJob, Item, Ranking
+from annotation.models import ImportBatch, ImportJob, Item, Project, Ranking
 from tests.factories import ProjectFactory, UserFactory
 from tests.test_import_api import ROWS, jsonl
 from training.models import RewardModel
@@ -480,3 +480,34 @@ def test_the_api_deletes_a_project_only_once_its_import_jobs_have_finished(
     import_job_run(job=job)
     assert staff_client.delete(f"/api/projects/{project.pk}/").status_code == 204
     assert not ImportJob.objects.exists() and not Item.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_queued_after_the_admin_delete_page_was_shown_stops_the_delete(
+    admin_client_logged_in, monkeypatch
+):
+    from annotation.admin import ProjectAdmin
+
+    project = ProjectFactory()
+    delete_model = ProjectAdmin.delete_model
+
+    def a_job_is_queued_first(self, request, obj):
+        # Another request queues an import (and commits) after the delete page checked the jobs.
+        def queue():
+            try:
+                ImportJob.objects.create(project_id=obj.pk, file_name="late.jsonl")
+            finally:
+                connection.close()
+
+        other_request = threading.Thread(target=queue)
+        other_request.start()
+        other_request.join(30)
+        return delete_model(self, request, obj)
+
+    monkeypatch.setattr(ProjectAdmin, "delete_model", a_job_is_queued_first)
+
+    response = admin_client_logged_in.post(f"/admin/annotation/project/{project.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 403
+    assert Project.objects.filter(pk=project.pk).exists()
+    assert ImportJob.objects.filter(project=project).exists()
