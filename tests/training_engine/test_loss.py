@@ -172,7 +172,7 @@ def test_batch_loss_reads_no_value_back_from_the_device_when_pair_group_stays_on
     assert total.device.type == "meta" and count == 3
 
 
-def test_collated_ranking_index_gives_each_group_its_own_plackett_luce_term():
+def test_a_collated_batch_gives_each_ranked_group_its_own_plackett_luce_term():
     from training.reward_model.batching import EncodedGroup, collate
 
     tied = EncodedGroup(
@@ -189,7 +189,6 @@ def test_collated_ranking_index_gives_each_group_its_own_plackett_luce_term():
         batch["pair_group"],
         batch["rankings"],
         "plackett-luce",
-        ranking_index=batch["ranking_index"],
     )
     # Each ranked group on its own rewards, plus the unranked group's one Bradley-Terry pair (0.4 > 0.1).
     by_group = plackett_luce_group_terms(rewards[:4], [tied.ranking]).sum()

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 
 from .data import Group
-from .loss import RankingIndex
 from .text import render
 
 
@@ -143,7 +142,6 @@ def collate(groups: Sequence[EncodedGroup], pad_token_id: int, pad_multiple: int
         "worse": torch.tensor(worse, dtype=torch.long),
         "pair_group": torch.tensor(pair_group, dtype=torch.long),
         "rankings": rankings,
-        "ranking_index": RankingIndex.build([r for r in rankings if r]),
         "group_sizes": [len(g.input_ids) for g in groups],
         "n_tokens": int(attention_mask.sum()),
     }

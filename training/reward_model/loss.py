@@ -7,7 +7,6 @@ micro-batches with different numbers of pairs can divide by the true total rathe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,46 +37,29 @@ def kwise_bradley_terry_loss(
     return loss
 
 
-@dataclass(frozen=True)
-class RankingIndex:
-    """Rankings as one index tensor, built once per batch (by `collate`) rather than in every loss call.
-
-    `order` lists each ranking's answers best first, one ranking after another. `choices[g]` holds ranking
-    g's choices, one per tie group but the last, as (start, chosen_end, end) into `order`: the chosen answers
-    are order[start:chosen_end] and the answers still in play order[start:end].
-    """
-
-    order: torch.Tensor
-    choices: tuple[tuple[tuple[int, int, int], ...], ...]
-
-    @classmethod
-    def build(cls, rankings: Sequence[Sequence[Sequence[int]]]) -> RankingIndex:
-        """The index of rankings given as tie groups of reward indices, best first."""
-        order: list[int] = []
-        choices = []
-        for ranking in rankings:
-            start, end = len(order), len(order) + sum(len(level) for level in ranking)
-            mine = []
-            for level in ranking[:-1]:
-                mine.append((start, start + len(level), end))
-                start += len(level)
-            choices.append(tuple(mine))
-            order.extend(i for level in ranking for i in level)
-        return cls(torch.tensor(order, dtype=torch.long), tuple(choices))
-
-
 def plackett_luce_group_terms(
-    rewards: torch.Tensor, rankings: Sequence[Sequence[Sequence[int]]] | RankingIndex
+    rewards: torch.Tensor, rankings: Sequence[Sequence[Sequence[int]]]
 ) -> torch.Tensor:
     """Per-group Plackett-Luce negative log-likelihood of its tie-group ranking, averaged over its choices.
 
     Ties use Breslow's approximation: every answer of a tie group is "chosen" against the same set of
     answers still in play (its own group and all worse ones). The last group chooses nothing.
     """
-    index = rankings if isinstance(rankings, RankingIndex) else RankingIndex.build(rankings)
-    order = index.order.to(rewards.device)  # one copy; the slices below are views of it
+    # All rankings' answers, best first, in one index tensor (one copy to the device, not one per tie
+    # group); each choice is (start, chosen_end, end) into it: chosen order[start:chosen_end] among the
+    # answers still in play order[start:end].
+    flat: list[int] = []
+    spans: list[list[tuple[int, int, int]]] = []
+    for ranking in rankings:
+        start, end = len(flat), len(flat) + sum(len(level) for level in ranking)
+        spans.append([])
+        for level in ranking[:-1]:
+            spans[-1].append((start, start + len(level), end))
+            start += len(level)
+        flat.extend(i for level in ranking for i in level)
+    order = torch.tensor(flat, dtype=torch.long, device=rewards.device)
     terms = []
-    for choices in index.choices:
+    for choices in spans:
         nll = rewards.new_zeros(())
         chosen = 0
         for start, chosen_end, end in choices:
@@ -99,12 +81,10 @@ def batch_loss_sum(
     rankings: Sequence[Sequence[Sequence[int]] | None],
     loss: str = "kwise",
     center_rewards_coefficient: float | None = None,
-    ranking_index: RankingIndex | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Summed loss of one micro-batch and the number of terms it holds (divide by the total over a step).
 
-    `rankings[g]` holds group g's tie groups as indices into `rewards` (None when it has only pairs);
-    `ranking_index` is the ranked ones' index as `collate` built it (built here when not given).
+    `rankings[g]` holds group g's tie groups as indices into `rewards` (None when it has only pairs).
     Bradley-Terry counts one term per pair; Plackett-Luce one term per ranked group, and groups without a
     ranking fall back to their Bradley-Terry pairs.
     """
@@ -114,9 +94,7 @@ def batch_loss_sum(
         total = bradley_terry_terms(rewards, better, worse).sum()
         count = int(better.numel())
     else:
-        if ranking_index is None:
-            ranking_index = RankingIndex.build([r for r in rankings if r])
-        pl = plackett_luce_group_terms(rewards, ranking_index)
+        pl = plackett_luce_group_terms(rewards, [r for r in rankings if r])
         unranked_groups = [g for g, r in enumerate(rankings) if not r]
         total, count = pl.sum(), int(pl.numel())
         if unranked_groups:

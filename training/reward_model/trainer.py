@@ -341,7 +341,6 @@ def train(
                         batch["rankings"],
                         config.loss,
                         config.center_rewards_coefficient,
-                        ranking_index=batch["ranking_index"],
                     )
                     accelerator.backward(total / step_terms)
                 step_loss_t += total.detach() / step_terms
