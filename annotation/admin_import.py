@@ -17,12 +17,10 @@ from django.utils.html import format_html
 from .imports import ImportFailed, ImportQueueUnavailable, import_upload_or_queue
 from .models import ImportBatch, ImportJob
 
-FORMAT_CHOICES = [("auto", "Detect from the file"), *ImportBatch.Format.choices]
-
 
 class ImportForm(forms.Form):
     file = forms.FileField(help_text="A .jsonl or .jsonl.gz file.")
-    format = forms.ChoiceField(choices=FORMAT_CHOICES, initial="auto")
+    format = forms.ChoiceField(choices=ImportJob.FORMAT_CHOICES, initial="auto")
     background = forms.BooleanField(
         required=False,
         label="Import in the background",
@@ -60,7 +58,7 @@ def project_import_view(model_admin, request, object_id: str):
         "opts": model_admin.opts,
         "original": project,
         "form": form,
-        "formats": FORMAT_CHOICES[1:],
+        "formats": ImportJob.FORMAT_CHOICES[1:],
         "inline_max_mb": round(settings.IMPORT_INLINE_MAX_BYTES / 1024 / 1024, 1),
     }
     return TemplateResponse(request, "admin/annotation/project/import.html", context)

@@ -70,10 +70,9 @@ def import_file(
 ) -> ImportBatch:
     """Import a .jsonl / .jsonl.gz file into a project in one transaction; a bad line raises ImportFailed."""
     source = JsonLines(Path(path), name=file_name or Path(path).name, progress=progress)
+    _check_format(format)
     if format == "auto":
         format = detect_format(source)
-    elif format not in FORMATS:
-        raise ValueError(f"unknown import format {format!r}; expected auto or one of {', '.join(FORMATS)}")
     with transaction.atomic():
         _lock_project_imports(project_id=project.pk)
         batch = ImportBatch.objects.create(
@@ -92,6 +91,11 @@ def import_file(
             update_fields=["lines_read", "sha256", "items_created", "answers_created", "rankings_created"]
         )
     return batch
+
+
+def _check_format(format: str) -> None:
+    if format != "auto" and format not in FORMATS:
+        raise ValueError(f"unknown import format {format!r}; expected auto or one of {', '.join(FORMATS)}")
 
 
 def _lock_project_imports(*, project_id: int) -> None:
@@ -151,8 +155,7 @@ def import_job_create(
     *, upload: UploadedFile, project: Project, format: str = "auto", user: AbstractBaseUser | None = None
 ) -> ImportJob:
     """Store an upload under imports/ and queue its import on a Celery worker; raise if the broker is down."""
-    if format != "auto" and format not in FORMATS:
-        raise ValueError(f"unknown import format {format!r}; expected auto or one of {', '.join(FORMATS)}")
+    _check_format(format)
     job = ImportJob(
         project=project,
         file_name=upload.name[:500],

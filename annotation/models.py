@@ -93,15 +93,14 @@ class ImportJob(models.Model):
         FAILED = "failed", "Failed"
 
     FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED)
+    # What a person may ask for: "auto" or one of ImportBatch.Format; the batch records the format read.
+    FORMAT_CHOICES = [("auto", "Detect from the file"), *ImportBatch.Format.choices]
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
     # The stored upload, deleted (and this emptied) once the job has run, whatever the outcome.
     upload = models.FileField(upload_to="imports/%Y/%m/", max_length=500, blank=True)
     file_name = models.CharField(max_length=500)
-    # As asked for: "auto" or one of ImportBatch.Format; the batch records the format actually read.
-    format = models.CharField(
-        max_length=20, choices=[("auto", "Detect from the file"), *ImportBatch.Format.choices], default="auto"
-    )
+    format = models.CharField(max_length=20, choices=FORMAT_CHOICES, default="auto")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
     batch = models.OneToOneField(
