@@ -24,11 +24,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .item_html import item_rendering
+from .locks import ANNOTATOR_NEXT, advisory_xact_lock
 from .models import Answer, Assignment, Item, Project, Ranking
 
 COMMENT_MAX_LENGTH = 5000
-# Namespace for pg_advisory_xact_lock(namespace, annotator_id); any constant unlikely to be used elsewhere.
-ANNOTATOR_LOCK_NAMESPACE = 60_601
 
 
 class AssignmentError(Exception):
@@ -49,14 +48,6 @@ class RankingInvalid(AssignmentError):
 
 def _lease_expiry(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.ASSIGNMENT_LEASE_SECONDS)
-
-
-def _lock_annotator(annotator: AbstractBaseUser) -> None:
-    # Serialises one person's concurrent "next" requests (two tabs, a double click), so they get one
-    # lease; other annotators are not affected. SQLite (local `make run`) serialises writes anyway.
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ANNOTATOR_LOCK_NAMESPACE, annotator.pk])
 
 
 def _release_slot(*, item_id: int) -> None:
@@ -189,7 +180,9 @@ def _lease_new_item(
     *, annotator: AbstractBaseUser, project: Project, now: datetime, wait: bool
 ) -> Assignment | None:
     with transaction.atomic():
-        _lock_annotator(annotator)
+        # One person's concurrent "next" requests (two tabs, a double click) get one lease; other
+        # annotators are not affected.
+        advisory_xact_lock(namespace=ANNOTATOR_NEXT, key=annotator.pk)
         lease, closed_own_lease = _open_lease(annotator=annotator, project=project, now=now)
         if lease is not None:
             return lease

@@ -29,13 +29,14 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, reset_queries, transaction
+from django.db import reset_queries, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
 from rewardlab.heartbeat import heartbeat_in_background
 
 from .importers import FORMATS, ImportedItem, ImportFailed, JsonLines, detect_format, parse
+from .locks import PROJECT_IMPORT, advisory_xact_lock
 from .models import Answer, ImportBatch, ImportJob, Item, Project, Ranking
 
 __all__ = [
@@ -55,8 +56,6 @@ log = logging.getLogger(__name__)
 
 # Records written per round of queries: memory stays flat however large the file is.
 CHUNK_SIZE = 500
-# Namespace for pg_advisory_xact_lock(namespace, project_id); annotation.assignment uses 60_601.
-IMPORT_LOCK_NAMESPACE = 60_602
 
 
 def import_file(
@@ -74,7 +73,10 @@ def import_file(
     if format == "auto":
         format = detect_format(source)
     with transaction.atomic():
-        _lock_project_imports(project_id=project.pk)
+        # Two imports into one project would race on the external ids: they take turns, on an advisory
+        # lock rather than a row lock on the project, which would also hold up every insert pointing at
+        # the project (its foreign-key check) for the whole import: another import queued, a snapshot.
+        advisory_xact_lock(namespace=PROJECT_IMPORT, key=project.pk)
         batch = ImportBatch.objects.create(
             project=project, file_name=source.name[:500], format=format, created_by=user
         )
@@ -96,21 +98,6 @@ def import_file(
 def _check_format(format: str) -> None:
     if format != "auto" and format not in FORMATS:
         raise ValueError(f"unknown import format {format!r}; expected auto or one of {', '.join(FORMATS)}")
-
-
-def _lock_project_imports(*, project_id: int) -> None:
-    # Two imports into one project at once would race on the external ids: they take turns on an
-    # advisory lock held to the end of the import's transaction. A row lock on the project would also
-    # hold up, for the whole import, every insert that points at the project (its foreign-key check):
-    # queuing another import, a snapshot, a training run. SQLite (`make run`) serialises writes anyway.
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            # The two-key form takes int4 keys and project ids are bigints: fold the id (two projects
-            # whose ids fold alike only take turns).
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, (%s::bigint %% 2147483647)::int)",
-                [IMPORT_LOCK_NAMESPACE, project_id],
-            )
 
 
 def import_upload(
