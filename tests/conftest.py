@@ -51,6 +51,18 @@ def staff_client(staff):
     return client
 
 
+@pytest.fixture
+def media(settings, tmp_path):
+    """A media root of this test's own, where uploads, exports and snapshots are written."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def files_under(root) -> list[str]:
+    """The files below a folder, as sorted relative paths."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
 def _database_url_for_children() -> str:
     """The URL of the database this test uses (the test database), for child processes."""
     from django.db import connection

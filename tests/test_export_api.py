@@ -38,12 +38,6 @@ def project(db):
     return project
 
 
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 def endpoints(project, snapshot_id):
     return [
         f"/api/projects/{project.pk}/export/?format=pairs",

@@ -141,12 +141,6 @@ def test_the_import_endpoints_are_in_the_openapi_schema(staff_client):
 # Large files, or any with background=true, are queued for a worker: 202 and a job to poll.
 
 
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 def test_a_file_over_the_inline_limit_answers_202_with_a_job_to_follow(
     staff_client, staff, settings, media, django_capture_on_commit_callbacks
 ):

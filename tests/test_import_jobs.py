@@ -21,6 +21,7 @@ from annotation.imports import (
     import_jobs_reap_stale,
 )
 from annotation.models import ImportBatch, ImportJob, Item, Project, Ranking
+from tests.conftest import files_under
 from tests.factories import ProjectFactory, UserFactory
 from tests.test_import_api import ROWS, jsonl
 from training.models import RewardModel
@@ -31,16 +32,6 @@ pytestmark = pytest.mark.django_db
 reaper_schedule_migration = importlib.import_module("annotation.migrations.0008_import_job_reaper_schedule")
 
 BAD_ROWS = [*ROWS, {"prompt": "Bad", "answers": ["x", "y"], "ranking": [0, 3]}]
-
-
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-def stored_files(media):
-    return sorted(p.relative_to(media).as_posix() for p in media.rglob("*") if p.is_file())
 
 
 def queue_job(rows, *, name="rows.jsonl", project=None, user=None, capture) -> ImportJob:
@@ -57,7 +48,7 @@ def test_a_queued_job_stores_the_upload_under_imports_and_imports_nothing_yet(
     job = queue_job(ROWS, user=staff, capture=django_capture_on_commit_callbacks)
 
     assert (job.status, job.file_name, job.format, job.created_by) == ("queued", "rows.jsonl", "auto", staff)
-    assert stored_files(media) == [job.upload.name]
+    assert files_under(media) == [job.upload.name]
     assert job.upload.name.startswith("imports/")
     assert not Item.objects.exists()
 
@@ -81,7 +72,7 @@ def test_running_a_job_imports_the_file_records_the_batch_and_deletes_the_upload
         1,
     )
     assert Ranking.objects.get().import_batch == batch
-    assert stored_files(media) == [] and job.upload.name == ""
+    assert files_under(media) == [] and job.upload.name == ""
 
 
 def test_a_job_with_a_bad_line_fails_naming_the_line_and_imports_nothing(
@@ -96,7 +87,7 @@ def test_a_job_with_a_bad_line_fails_naming_the_line_and_imports_nothing(
     assert job.error.endswith("nothing was imported.")
     assert job.batch is None and job.finished_at is not None
     assert not Item.objects.exists() and not ImportBatch.objects.exists()
-    assert stored_files(media) == []
+    assert files_under(media) == []
 
 
 def test_a_redelivered_task_does_nothing(media, django_capture_on_commit_callbacks, monkeypatch):
@@ -121,7 +112,7 @@ def test_a_job_another_worker_is_running_is_left_alone(media, django_capture_on_
     assert tasks.run_import_job(job.pk) == "running"
 
     assert not Item.objects.exists()
-    assert stored_files(media) == [job.upload.name]  # still the running worker's to read
+    assert files_under(media) == [job.upload.name]  # still the running worker's to read
 
 
 def test_a_job_on_storage_without_local_paths_reads_a_temporary_copy(
@@ -158,7 +149,7 @@ def test_a_job_the_broker_cannot_take_fails_and_deletes_its_upload(
 
     job = ImportJob.objects.get()
     assert job.status == ImportJob.Status.FAILED and "Connection refused" in job.error
-    assert stored_files(media) == []
+    assert files_under(media) == []
 
 
 def test_a_job_a_worker_took_although_sending_raised_keeps_its_upload(
@@ -177,7 +168,7 @@ def test_a_job_a_worker_took_although_sending_raised_keeps_its_upload(
 
     job = ImportJob.objects.get()
     assert job.status == ImportJob.Status.RUNNING and job.error == ""
-    assert stored_files(media) == [job.upload.name], "the worker still reads it"
+    assert files_under(media) == [job.upload.name], "the worker still reads it"
 
 
 # A real commit, as in production: inside the test's transaction the job is only queued once the test
@@ -195,7 +186,7 @@ def test_the_api_answers_503_when_the_broker_is_down_and_the_job_says_why(broker
     assert "6390" in response.json()["detail"]
     job = ImportJob.objects.get(project=project)
     assert job.status == ImportJob.Status.FAILED and "broker" in job.error
-    assert stored_files(media) == [] and not Item.objects.exists()
+    assert files_under(media) == [] and not Item.objects.exists()
 
 
 # A worker that dies mid-import cannot say so: it keeps a heartbeat, and a beat task fails jobs without one.
@@ -252,7 +243,7 @@ def test_the_reaper_fails_only_running_jobs_with_a_stale_heartbeat_and_deletes_t
     assert stale.upload.name == ""
     assert ImportJob.objects.get(pk=fresh.pk).status == ImportJob.Status.RUNNING
     assert ImportJob.objects.get(pk=queued.pk).status == ImportJob.Status.QUEUED
-    assert stored_files(media) == sorted([fresh.upload.name, queued.upload.name])
+    assert files_under(media) == sorted([fresh.upload.name, queued.upload.name])
     assert import_jobs_reap_stale(now=now) == []  # already failed: reaped once
 
 
@@ -271,7 +262,7 @@ def test_the_reaper_fails_a_job_no_worker_took_in_time_and_deletes_its_upload(
     assert forgotten.status == ImportJob.Status.FAILED and forgotten.upload.name == ""
     assert "No worker took the import" in forgotten.error and "message was lost" in forgotten.error
     assert ImportJob.objects.get(pk=waiting.pk).status == ImportJob.Status.QUEUED
-    assert stored_files(media) == [waiting.upload.name]
+    assert files_under(media) == [waiting.upload.name]
     # The message, should it turn up after all, finds the job failed and leaves it so.
     assert import_job_run(job=forgotten).status == ImportJob.Status.FAILED
     assert not Item.objects.exists()
@@ -377,7 +368,7 @@ def test_a_real_worker_imports_a_file_queued_over_the_api(live_celery_worker, st
     assert body["status"] == "succeeded", body
     assert (body["batch"]["items_created"], body["batch"]["rankings_created"]) == (2, 1)
     assert Item.objects.filter(project=project).count() == 2
-    assert stored_files(media) == []
+    assert files_under(media) == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -476,7 +467,7 @@ def test_the_api_deletes_a_project_only_once_its_import_jobs_have_finished(
     refused = staff_client.delete(f"/api/projects/{project.pk}/")
 
     assert refused.status_code == 409 and "still queued or running" in refused.json()["detail"]
-    assert stored_files(media) == [job.upload.name], "the queued job keeps its upload"
+    assert files_under(media) == [job.upload.name], "the queued job keeps its upload"
     import_job_run(job=job)
     assert staff_client.delete(f"/api/projects/{project.pk}/").status_code == 204
     assert not ImportJob.objects.exists() and not Item.objects.exists()

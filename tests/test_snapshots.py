@@ -15,23 +15,13 @@ from annotation import exports
 from annotation.exports import export_snapshot_create, export_snapshot_prune
 from annotation.models import ExportSnapshot
 from annotation.tasks import export_snapshot_write
-from tests.conftest import child_process_env
+from tests.conftest import child_process_env, files_under
 from tests.factories import ItemFactory, ProjectFactory, RankingFactory
 
 pytestmark = pytest.mark.django_db
 
 schedule_migration = importlib.import_module("annotation.migrations.0002_export_snapshot_schedule")
 container_migration = importlib.import_module("annotation.migrations.0005_export_snapshot_container")
-
-
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-def files_under(root):
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 def test_a_snapshot_records_its_file_rows_items_and_checksum(media):
