@@ -35,9 +35,9 @@ print(json.dumps({"rows": len(rows), "people": people, "created_at": rows[-1]["c
 """
 
 
-@pytest.mark.slow
-def test_demo_ranking_and_export_work_on_sqlite(tmp_path):
-    env = {
+def make_run_env(tmp_path) -> dict[str, str]:
+    """The environment of `make run` (SQLite, a filesystem broker), with its files under tmp_path."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "rewardlab.settings",
         "DEBUG": "1",
@@ -47,6 +47,11 @@ def test_demo_ranking_and_export_work_on_sqlite(tmp_path):
         "MEDIA_ROOT": str(tmp_path / "media"),
         "MODEL_ROOT": str(tmp_path / "models"),
     }
+
+
+@pytest.mark.slow
+def test_demo_ranking_and_export_work_on_sqlite(tmp_path):
+    env = make_run_env(tmp_path)
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
@@ -86,14 +91,7 @@ print(json.dumps({"waited": waited, "journal_mode": mode}))
 
 @pytest.mark.slow
 def test_on_sqlite_a_write_waits_for_a_long_transaction_instead_of_failing_as_locked(tmp_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "rewardlab.settings",
-        "DEBUG": "1",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "CELERY_BROKER_URL": "filesystem://",
-        "REWARDLAB_VAR_DIR": str(tmp_path),
-    }
+    env = make_run_env(tmp_path)
     # Longer than sqlite3's own 5 s busy timeout, as a background import's transaction is.
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_THE_WRITE_LOCK, "7"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
