@@ -244,8 +244,12 @@ def test_a_snapshot_records_the_file_type_it_was_written_in(media):
         assert snapshot.file.name.endswith(f".{container}")
 
 
-def test_the_export_file_types_are_the_snapshot_file_types():
+def test_the_export_file_types_are_the_snapshot_file_types_and_each_downloads_with_a_content_type():
+    from annotation.api.exports import CONTENT_TYPES
+
     assert ExportSnapshot.Container.values == exports.CONTAINERS
+    # CONTAINERS is derived from the model's choices; the download's content types are a list of their own.
+    assert sorted(CONTENT_TYPES) == sorted(ExportSnapshot.Container.values)
 
 
 OLD_STYLE_ROWS = {
