@@ -30,6 +30,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench_database import benchmark_database  # benchmarks/, the script's own folder
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 FILLER = (
@@ -66,18 +68,6 @@ def parse_args() -> argparse.Namespace:
         "--explain-only", action="store_true", help="only print the next-item plan on the data as it stands"
     )
     return parser.parse_args()
-
-
-def ensure_database(server_url: str, name: str) -> str:
-    """Create the benchmark database if needed; return its URL."""
-    import psycopg
-
-    base = server_url.rsplit("/", 1)[0]
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{base}/{name}"
 
 
 def server_environment(database_url: str) -> dict[str, str]:
@@ -261,7 +251,7 @@ def next_item_plan(project, username: str) -> str:
 def main() -> None:
     args = parse_args()
     os.environ["BENCH_MODE"] = args.mode  # read by the Locust users
-    database_url = ensure_database(args.server_url, f"rewardlab_bench_{args.items}")
+    database_url = benchmark_database(args.server_url, f"rewardlab_bench_{args.items}")
     env = server_environment(database_url)
     migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"]
     subprocess.run(migrate, cwd=ROOT, env=env, check=True)

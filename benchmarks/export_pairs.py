@@ -22,7 +22,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from bench_database import benchmark_database  # benchmarks/, the script's own folder
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_NAME = "bench-exports"
@@ -30,35 +32,11 @@ WORDS = ["model", "answer", "reward", "ranking", "helpful", "honest", "data", "t
 WORDS += ["the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "with", "because", "however"]
 
 
-def bench_database_url(base: str) -> str:
-    """The benchmark's own database beside the one DATABASE_URL names."""
-    parts = urlsplit(base)
-    name = parts.path.lstrip("/") or "rewardlab"
-    return urlunsplit(parts._replace(path=f"/{name}_bench_exports"))
-
-
 def child_env(database_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"DATABASE_URL": database_url, "DEBUG": "0", "SECRET_KEY": "benchmark-only-secret-key"})
     env.update({"ALLOWED_HOSTS": "localhost,testserver", "SECURE_SSL_REDIRECT": "0"})
     return env
-
-
-def ensure_database(database_url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=child_env(database_url),
-        check=True,
-    )
 
 
 def sentences(rng: random.Random, words: int, count: int = 20_000) -> list[str]:
@@ -199,10 +177,11 @@ def main() -> None:
         api_child(int(args.api_child[0]), args.api_child[1])
         return
 
-    database_url = bench_database_url(
-        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rewardlab")
-    )
-    ensure_database(database_url)
+    base_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rewardlab")
+    base_name = urlsplit(base_url).path.lstrip("/") or "rewardlab"
+    database_url = benchmark_database(base_url, f"{base_name}_bench_exports")
+    migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"]
+    subprocess.run(migrate, cwd=ROOT, env=child_env(database_url), check=True)
     os.environ.update(child_env(database_url))
     setup_django()
     from annotation.models import Item, Project, Ranking
