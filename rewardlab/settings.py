@@ -242,8 +242,8 @@ PROJECT_PROGRESS_CACHE_SECONDS = env_int("PROJECT_PROGRESS_CACHE_SECONDS", 5)
 IMPORT_INLINE_MAX_BYTES = env_int("IMPORT_INLINE_MAX_BYTES", 10 * 1024 * 1024)
 # A running import job without a heartbeat this long is failed: its worker died. It beats 12 times as often.
 IMPORT_JOB_STALE_SECONDS = env_int("IMPORT_JOB_STALE_SECONDS", 120)
-# A queued import job that no worker took this long is failed (and its upload deleted): no worker is
-# running, or its message was lost. Long enough for a queue of other large imports to drain first.
+# A queued import job that no worker took this long is failed (and its upload deleted): its message was
+# lost. Long enough for a queue of other large imports to drain first.
 IMPORT_JOB_QUEUE_TIMEOUT_SECONDS = env_int("IMPORT_JOB_QUEUE_TIMEOUT_SECONDS", 6 * 3600)
 
 # Exports.
