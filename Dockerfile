@@ -14,6 +14,7 @@ COPY pyproject.toml README.md LICENSE ./
 COPY rewardlab rewardlab
 COPY annotation annotation
 COPY training training
+COPY preferences preferences
 RUN pip install .
 COPY manage.py Procfile ./
 COPY templates templates

@@ -27,10 +27,11 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from .consensus import Consensus, item_consensus, ranked_pairs
-from .hh import hh_text
+from preferences.consensus import Consensus, item_consensus, ranked_pairs
+from preferences.hh import hh_text
+from preferences.pairs import ranking_pairs
+
 from .models import Answer, ExportSnapshot, Item, Project, Ranking
-from .pairs import ranking_pairs
 
 FORMATS = [choice.value for choice in ExportSnapshot.Format]
 CONTAINERS = [choice.value for choice in ExportSnapshot.Container]

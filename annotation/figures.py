@@ -14,8 +14,9 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from .agreement import AgreementSummary, ProjectAgreement
-from .consensus import item_consensus
+from preferences.agreement import AgreementSummary, ProjectAgreement
+from preferences.consensus import item_consensus
+
 from .exports import ExportFilters, export_items, export_source_fingerprint, known_answers_order
 from .models import AgreementFigures, Project, Ranking
 

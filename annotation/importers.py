@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from tqdm import tqdm
 
-from .hh import ANSWER_MARKER, hh_turns
+from preferences.hh import ANSWER_MARKER, hh_turns
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ import random
 import pytest
 from scipy.stats import kendalltau
 
-from annotation.agreement import ProjectAgreement, kendall_tau_b, krippendorff_alpha_ordinal, rank_levels
+from preferences.agreement import ProjectAgreement, krippendorff_alpha_ordinal
+from preferences.rankings import kendall_tau_b, rank_levels
 
 
 def test_tau_b_of_one_swapped_pair_is_one_third():

@@ -2,8 +2,8 @@
 
 import itertools
 
-from annotation.consensus import item_consensus, pairwise_wins, ranked_pairs
-from annotation.pairs import ranking_pairs
+from preferences.consensus import item_consensus, pairwise_wins, ranked_pairs
+from preferences.pairs import ranking_pairs
 
 
 def test_tennessee_capital_election_elects_nashville_then_chattanooga_knoxville_memphis():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from annotation.hh import hh_turns
+from preferences.hh import hh_turns
 from training.reward_model.data import normalize_conversation
 
 

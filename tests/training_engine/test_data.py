@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from annotation.hh import hh_turns
+from preferences.hh import hh_turns
 from training.reward_model.data import (
     Group,
     ReadReport,

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from annotation.hh import ANSWER_MARKER, hh_turns  # pure Python: no Django
-from annotation.pairs import ranking_pairs
+from preferences.hh import ANSWER_MARKER, hh_turns
+from preferences.pairs import ranking_pairs
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
-from .agreement import Mean, Ranking, kendall_tau_b, rank_levels
 from .pairs import ranking_pairs
+from .rankings import Mean, Ranking, kendall_tau_b, rank_levels
 
 
 def pairwise_wins(rankings: Sequence[Ranking]) -> dict[tuple[Hashable, Hashable], int]:

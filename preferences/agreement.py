@@ -4,41 +4,13 @@ Pure functions over rankings written as tie groups, best first (`[[12], [14, 15]
 touches the database, so a whole project can be fed through `ProjectAgreement` one item at a time.
 """
 
-import math
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
-Ranking = Sequence[Sequence[Hashable]]
-
-
-def rank_levels(ranking: Ranking) -> dict[Hashable, int]:
-    """Each ranked answer's tie-group level, 1 for the best group."""
-    return {answer: level for level, group in enumerate(ranking, start=1) for answer in group}
-
-
-def kendall_tau_b(first: Ranking, second: Ranking) -> float | None:
-    """Kendall's τ-b between two rankings over the answers both ranked; None when it is undefined."""
-    a, b = rank_levels(first), rank_levels(second)
-    shared = [answer for answer in a if answer in b]
-    concordant = discordant = tied_first = tied_second = 0
-    for x, y in combinations(shared, 2):
-        da, db = a[x] - a[y], b[x] - b[y]
-        if da == 0:
-            tied_first += 1
-        if db == 0:
-            tied_second += 1
-        if da and db:
-            if (da > 0) == (db > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    total = len(shared) * (len(shared) - 1) // 2
-    denominator = math.sqrt((total - tied_first) * (total - tied_second))
-    if denominator == 0:
-        return None
-    return (concordant - discordant) / denominator
+from .consensus import ranked_pairs
+from .rankings import Mean, Ranking, kendall_tau_b, rank_levels
 
 
 class OrdinalAlpha:
@@ -91,25 +63,6 @@ def krippendorff_alpha_ordinal(units: Iterable[Sequence[int]]) -> float | None:
     return accumulator.alpha()
 
 
-class Mean:
-    """A running mean that ignores undefined values."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.count = 0
-
-    def add(self, value: float | None) -> None:
-        """Count a value unless it is undefined."""
-        if value is not None:
-            self.total += value
-            self.count += 1
-
-    @property
-    def value(self) -> float | None:
-        """The mean, or None before any value."""
-        return self.total / self.count if self.count else None
-
-
 @dataclass(frozen=True)
 class AnnotatorAgreement:
     """One annotator against the consensus of the others, over `items` items shared with them."""
@@ -142,9 +95,6 @@ class ProjectAgreement:
 
     def add_item(self, rankings: Mapping[str, Ranking], candidates: Sequence[Hashable] = ()) -> None:
         """Add one item's rankings by annotator; `candidates` fixes the tie-break order of its answers."""
-        # Imported here: consensus builds on this module's τ-b.
-        from .consensus import ranked_pairs
-
         rankings = {who: ranking for who, ranking in rankings.items() if any(ranking)}
         if len(rankings) < 2:
             return
