@@ -25,7 +25,7 @@ from tests.conftest import files_under
 from tests.factories import ProjectFactory, UserFactory
 from tests.test_import_api import ROWS, jsonl
 from training.models import RewardModel
-from training.services import reward_model_activate
+from training.registry import reward_model_activate
 
 pytestmark = pytest.mark.django_db
 

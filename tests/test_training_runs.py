@@ -7,16 +7,11 @@ import pytest
 from annotation.models import ExportSnapshot
 from tests.factories import ProjectFactory
 from tests.training_setup import TINY_ARGUMENTS, learnable_rankings_create, tiny_base_model_save
-from training import services
+from training import execution
+from training.execution import item_in_evaluation_split, training_run_execute
 from training.models import RewardModel, TrainingRun
-from training.services import (
-    TrainingError,
-    item_in_evaluation_split,
-    reward_model_activate,
-    training_run_cancel,
-    training_run_execute,
-    training_runs_reap_stale,
-)
+from training.registry import reward_model_activate
+from training.runs import TrainingError, run_directory, training_run_cancel, training_runs_reap_stale
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -133,16 +128,16 @@ def test_reaper_fails_only_runs_whose_heartbeat_is_stale_and_deletes_their_files
     )
 
     for run in (stale, fresh):  # what a worker that died mid-run leaves behind
-        (services.run_directory(run) / "data").mkdir(parents=True)
-        (services.run_directory(run) / "data" / "train.jsonl").write_text("{}\n")
+        (run_directory(run) / "data").mkdir(parents=True)
+        (run_directory(run) / "data" / "train.jsonl").write_text("{}\n")
 
     assert training_runs_reap_stale(now=now) == [stale.pk]
     stale.refresh_from_db()
     fresh.refresh_from_db()
     assert stale.status == TrainingRun.Status.FAILED and "No heartbeat" in stale.error
     assert fresh.status == TrainingRun.Status.RUNNING
-    assert not services.run_directory(stale).exists()
-    assert (services.run_directory(fresh) / "data" / "train.jsonl").exists()
+    assert not run_directory(stale).exists()
+    assert (run_directory(fresh) / "data" / "train.jsonl").exists()
 
 
 def test_evaluation_split_is_fixed_per_item():
@@ -158,7 +153,7 @@ def test_heartbeat_goes_on_while_a_slow_export_runs(roots, settings, monkeypatch
     project = ProjectFactory(training_arguments={"base_model": str(tiny_base)})
     run = queued_run(project)
     seen = []
-    real_export = services.export_snapshot_create
+    real_export = execution.export_snapshot_create
 
     def slow_export(**kwargs):
         seen.append(TrainingRun.objects.get(pk=run.pk).heartbeat_at)
@@ -166,7 +161,7 @@ def test_heartbeat_goes_on_while_a_slow_export_runs(roots, settings, monkeypatch
         seen.append(TrainingRun.objects.get(pk=run.pk).heartbeat_at)
         return real_export(**kwargs)
 
-    monkeypatch.setattr(services, "export_snapshot_create", slow_export)
+    monkeypatch.setattr(execution, "export_snapshot_create", slow_export)
 
     training_run_execute(run_id=run.pk)
 
@@ -175,7 +170,7 @@ def test_heartbeat_goes_on_while_a_slow_export_runs(roots, settings, monkeypatch
 
 def test_a_worker_stopped_mid_run_keeps_the_files_its_engine_may_still_be_using(roots, project, monkeypatch):
     engines = []
-    start = services.EngineProcess.start
+    start = execution.EngineProcess.start
 
     def start_and_keep(self):
         engines.append(self)
@@ -185,8 +180,8 @@ def test_a_worker_stopped_mid_run_keeps_the_files_its_engine_may_still_be_using(
         raise SystemExit("the worker is shutting down")  # not an Exception: the run's handler lets it go
         yield
 
-    monkeypatch.setattr(services.EngineProcess, "start", start_and_keep)
-    monkeypatch.setattr(services.EngineProcess, "outputs", worker_stops)
+    monkeypatch.setattr(execution.EngineProcess, "start", start_and_keep)
+    monkeypatch.setattr(execution.EngineProcess, "outputs", worker_stops)
     run = queued_run(project)
     try:
         with pytest.raises(SystemExit):

@@ -17,9 +17,10 @@ from tests.training_setup import (
     rankings_submit_through_api,
     tiny_base_model_save,
 )
+from training.execution import item_in_evaluation_split
 from training.models import RewardModel, TrainingRun
 from training.runner import processes_with_argument
-from training.services import item_in_evaluation_split, run_process_marker, training_runs_reap_stale
+from training.runs import run_process_marker, training_runs_reap_stale
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 

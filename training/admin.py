@@ -3,13 +3,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from .models import RewardModel, TrainingRun
-from .services import (
-    TrainingError,
-    TrainingQueueUnavailable,
-    reward_model_activate,
-    training_run_cancel,
-    training_run_create,
-)
+from .registry import reward_model_activate
+from .runs import TrainingError, TrainingQueueUnavailable, training_run_cancel, training_run_create
 
 
 @admin.action(description="Retrain now", permissions=["change"])

@@ -20,7 +20,7 @@ from annotation.api.projects import project_filter
 from annotation.api.work import ErrorSerializer
 from annotation.models import Project
 
-from . import services
+from . import registry, runs
 from .artifacts import directory_archive_stream
 from .models import RewardModel, TrainingRun
 from .scoring import NoActiveModel, answers_score
@@ -70,8 +70,8 @@ class TrainingArgumentsField(serializers.DictField):
 
     def to_internal_value(self, data):
         try:
-            return services.training_arguments_validate(arguments=super().to_internal_value(data))
-        except services.TrainingError as exc:
+            return runs.training_arguments_validate(arguments=super().to_internal_value(data))
+        except runs.TrainingError as exc:
             raise serializers.ValidationError(str(exc)) from exc
 
 
@@ -157,7 +157,7 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
         serializer = TrainingRunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return _run_response(
-            lambda: services.training_run_create(
+            lambda: runs.training_run_create(
                 project=serializer.validated_data["project"],
                 trigger=TrainingRun.Trigger.API,
                 created_by=request.user,
@@ -174,8 +174,8 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
     def cancel(self, request, pk=None):
         run = self.get_object()
         try:
-            run = services.training_run_cancel(run=run)
-        except services.TrainingError as exc:
+            run = runs.training_run_cancel(run=run)
+        except runs.TrainingError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(TrainingRunSerializer(run).data)
 
@@ -190,7 +190,7 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
         serializer = TrainingRunRetrySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return _run_response(
-            lambda: services.training_run_retry(
+            lambda: runs.training_run_retry(
                 run=run, created_by=request.user, arguments=serializer.validated_data["arguments"]
             )
         )
@@ -199,9 +199,9 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
 def _run_response(create) -> Response:
     try:
         run = create()
-    except services.TrainingQueueUnavailable as exc:
+    except runs.TrainingQueueUnavailable as exc:
         return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-    except services.TrainingError as exc:
+    except runs.TrainingError as exc:
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
@@ -222,7 +222,7 @@ class RewardModelViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(summary="Make this version the project's active model", request=None)
     @action(detail=True, methods=["post"])
     def activate(self, request, pk=None):
-        reward_model = services.reward_model_activate(reward_model=self.get_object())
+        reward_model = registry.reward_model_activate(reward_model=self.get_object())
         return Response(RewardModelSerializer(reward_model).data)
 
     @extend_schema(

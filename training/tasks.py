@@ -5,7 +5,7 @@ CELERY_TASK_ROUTES sends run_training to the `training` queue; the others use th
 
 from celery import shared_task
 
-from . import services
+from . import execution, runs
 
 
 @shared_task(
@@ -19,17 +19,17 @@ from . import services
 )
 def run_training(self, run_id: int) -> str | None:
     """Execute one training run in this worker (the `training` queue, concurrency 1)."""
-    run = services.training_run_execute(run_id=run_id, worker_hostname=self.request.hostname or "")
+    run = execution.training_run_execute(run_id=run_id, worker_hostname=self.request.hostname or "")
     return run.status if run else None
 
 
 @shared_task(name="training.tasks.check_retrain", ignore_result=True)
 def check_retrain() -> list[int]:
     """Beat, every 15 minutes: queue a run for each project with enough new rankings."""
-    return [run.pk for run in services.training_runs_start_due()]
+    return [run.pk for run in runs.training_runs_start_due()]
 
 
 @shared_task(name="training.tasks.reap_stale_runs", ignore_result=True)
 def reap_stale_runs() -> list[int]:
     """Beat, every minute: fail running runs whose worker stopped sending heartbeats."""
-    return services.training_runs_reap_stale()
+    return runs.training_runs_reap_stale()

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from annotation.models import Project
 from annotation.staff_views import staff_only
 
-from . import services
+from . import registry, runs
 from .api import reward_model_archive_response
 from .models import RewardModel, TrainingRun
 from .selectors import (
@@ -79,10 +79,10 @@ def project_retrain(request, project_id: int):
     """The "Retrain now" button."""
     project = get_object_or_404(Project, pk=project_id)
     try:
-        run = services.training_run_create(
+        run = runs.training_run_create(
             project=project, trigger=TrainingRun.Trigger.ADMIN, created_by=request.user
         )
-    except services.TrainingError as exc:
+    except runs.TrainingError as exc:
         messages.error(request, str(exc))
         return _back_to_runs(project.pk)
     messages.success(request, f"Queued training run #{run.pk}.")
@@ -95,8 +95,8 @@ def run_cancel(request, run_id: int):
     """The cancel button of a queued or running run."""
     run = get_object_or_404(TrainingRun, pk=run_id)
     try:
-        run = services.training_run_cancel(run=run)
-    except services.TrainingError as exc:
+        run = runs.training_run_cancel(run=run)
+    except runs.TrainingError as exc:
         messages.error(request, str(exc))
     else:
         if run.status == TrainingRun.Status.CANCELLED:
@@ -112,8 +112,8 @@ def run_retry(request, run_id: int):
     """The retry button of a failed or cancelled run."""
     run = get_object_or_404(TrainingRun, pk=run_id)
     try:
-        new_run = services.training_run_retry(run=run, created_by=request.user)
-    except services.TrainingError as exc:
+        new_run = runs.training_run_retry(run=run, created_by=request.user)
+    except runs.TrainingError as exc:
         messages.error(request, str(exc))
         return _back_to_runs(run.project_id, run.pk)
     messages.success(request, f"Queued run #{new_run.pk}, a retry of #{run.pk}.")
@@ -136,7 +136,7 @@ def project_models(request, project_id: int):
 @require_POST
 def model_activate(request, model_id: int):
     """Make a version the project's active model, whatever its metrics."""
-    reward_model = services.reward_model_activate(reward_model=get_object_or_404(RewardModel, pk=model_id))
+    reward_model = registry.reward_model_activate(reward_model=get_object_or_404(RewardModel, pk=model_id))
     messages.success(request, f"Version {reward_model.version} is now the active model.")
     return redirect("training:project-models", project_id=reward_model.project_id)
 

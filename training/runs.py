@@ -1,0 +1,264 @@
+"""The life of a training run on the Django side: validate its arguments, create, retry, cancel, reap.
+
+Also the beat's schedule that starts runs for projects with enough new rankings, and where a run keeps
+its files. What the training worker does with a run is in `execution`; the versions it produces are in
+`registry`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from contextlib import suppress
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotation.models import Project, Ranking
+
+from .models import RewardModel, TrainingRun
+from .runner import kill_processes_with_argument
+
+log = logging.getLogger(__name__)
+
+# Engine options a project (training_arguments) or a run may set, and the flag each becomes.
+ENGINE_OPTIONS: dict[str, tuple[type, str]] = {
+    "base_model": (str, "--base-model"),
+    "epochs": (int, "--epochs"),
+    "lr": (float, "--lr"),
+    "max_length": (int, "--max-length"),
+    "batch_tokens": (int, "--batch-tokens"),
+    "seed": (int, "--seed"),
+}
+# Options read by this side: which items form the project's fixed evaluation split.
+RUN_OPTIONS: dict[str, type] = {"eval_fraction": float}
+
+
+class TrainingError(Exception):
+    """A training request that cannot be carried out, with a message meant for the person who asked."""
+
+
+class TrainingRunConflict(TrainingError):
+    """The project already has a queued or running run."""
+
+    def __init__(self, run: TrainingRun | None, project: Project):
+        self.run = run
+        if run is None:
+            message = f"Project “{project}” already has a training run queued or running."
+        else:
+            message = (
+                f"Project “{project}” already has training run #{run.pk} {run.status} "
+                f"(since {run.created_at:%Y-%m-%d %H:%M} UTC); wait for it to finish or cancel it."
+            )
+        super().__init__(message)
+
+
+class TrainingQueueUnavailable(TrainingError):
+    """The Celery broker could not be reached to queue the run."""
+
+
+def training_arguments_validate(*, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Return the arguments with known names and the right types, or raise TrainingError."""
+    if not isinstance(arguments, dict):
+        raise TrainingError("Training arguments must be an object of option names to values.")
+    known = {name: kind for name, (kind, _) in ENGINE_OPTIONS.items()} | RUN_OPTIONS
+    clean: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if name not in known:
+            raise TrainingError(f"Unknown training argument {name!r}; known: {', '.join(sorted(known))}.")
+        kind = known[name]
+        try:
+            clean[name] = kind(value)
+        except (TypeError, ValueError) as exc:
+            raise TrainingError(f"Training argument {name!r} must be a {kind.__name__}.") from exc
+    if str(clean.get("base_model", "")).startswith("-"):
+        raise TrainingError("base_model must be a hub id or a path, not an option.")
+    fraction = clean.get("eval_fraction")
+    if fraction is not None and not 0 < fraction < 1:
+        raise TrainingError("eval_fraction must be between 0 and 1.")
+    return clean
+
+
+def training_run_create(
+    *,
+    project: Project,
+    trigger: str,
+    created_by: AbstractBaseUser | None = None,
+    arguments: dict[str, Any] | None = None,
+    retry_of: TrainingRun | None = None,
+) -> TrainingRun:
+    """Queue a run for the project; refuse when one is already queued or running."""
+    merged = training_arguments_validate(
+        arguments={**(project.training_arguments or {}), **(arguments or {})}
+    )
+    if "base_model" not in merged and settings.TRAINING_DEFAULT_BASE_MODEL:
+        merged["base_model"] = settings.TRAINING_DEFAULT_BASE_MODEL
+    try:
+        with transaction.atomic():
+            run = TrainingRun.objects.create(
+                project=project,
+                trigger=trigger,
+                created_by=created_by if created_by and created_by.is_authenticated else None,
+                arguments=merged,
+                retry_of=retry_of,
+            )
+            # Queue only once the row is committed, so that the worker always finds it.
+            transaction.on_commit(partial(_training_run_enqueue, run_id=run.pk))
+    except IntegrityError as exc:
+        if "training_run_one_active_per_project" not in str(exc):
+            raise
+        active = TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE_STATUSES).first()
+        raise TrainingRunConflict(active, project) from exc
+    run.refresh_from_db()
+    return run
+
+
+def training_run_retry(
+    *, run: TrainingRun, created_by: AbstractBaseUser | None = None, arguments: dict[str, Any] | None = None
+) -> TrainingRun:
+    """Queue a new run with the arguments of a failed or cancelled one, and any overrides."""
+    if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
+        raise TrainingError(f"Run #{run.pk} is {run.status}; only failed or cancelled runs can be retried.")
+    return training_run_create(
+        project=run.project,
+        trigger=run.trigger,
+        created_by=created_by,
+        arguments={
+            **{k: v for k, v in run.arguments.items() if k in ENGINE_OPTIONS or k in RUN_OPTIONS},
+            **(arguments or {}),
+        },
+        retry_of=run,
+    )
+
+
+def _training_run_enqueue(*, run_id: int) -> None:
+    from .tasks import run_training
+
+    try:
+        run_training.apply_async(args=[run_id])
+    except Exception as exc:  # kombu raises OperationalError, redis-py its own errors: all mean "not queued"
+        message = f"Could not queue the run: the Celery broker is unreachable ({exc})."
+        # A run that never reached the queue must not block the project's next trigger.
+        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now()
+        )
+        raise TrainingQueueUnavailable(message) from exc
+
+
+def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """Cancel a queued run at once; ask a running one's worker to kill the engine's process tree."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if run.status == TrainingRun.Status.QUEUED:
+            run.status = TrainingRun.Status.CANCELLED
+            run.finished_at = now
+            run.save(update_fields=["status", "finished_at"])
+        elif run.status == TrainingRun.Status.RUNNING:
+            # The worker that runs it sees this at its next heartbeat and kills the process group.
+            if run.cancel_requested_at is None:
+                run.cancel_requested_at = now
+                run.save(update_fields=["cancel_requested_at"])
+        else:
+            raise TrainingError(f"Run #{run.pk} has already finished ({run.status}).")
+    return run
+
+
+def training_runs_reap_stale(*, now=None) -> list[int]:
+    """Fail the running runs whose worker stopped sending heartbeats; return their ids."""
+    now = now or timezone.now()
+    cutoff = now - timezone.timedelta(seconds=settings.TRAINING_STALE_AFTER_SECONDS)
+    reaped = []
+    stale = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff)
+    for run in stale.only("pk", "project_id", "heartbeat_at", "worker_hostname", "cancel_requested_at"):
+        cancelled = run.cancel_requested_at is not None
+        message = (
+            f"No heartbeat from worker {run.worker_hostname or '?'} since "
+            f"{run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC: the worker or its machine died during the run. "
+            "The active model is unchanged; retry the run."
+        )
+        updated = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            status=TrainingRun.Status.CANCELLED if cancelled else TrainingRun.Status.FAILED,
+            error="" if cancelled else message,
+            finished_at=now,
+        )
+        if updated:
+            log.warning("Reaped training run %s: %s", run.pk, message)
+            reaped.append(run.pk)
+            # Engine processes the lost worker left behind on this machine (torchrun's workers survive
+            # their parent), found by the run's directory in their arguments.
+            orphans = kill_processes_with_argument(run_process_marker(run))
+            if orphans:
+                log.warning("Killed orphaned engine processes %s of run %s", orphans, run.pk)
+            run_files_tidy(run=run, directory=run_directory(run))
+    return reaped
+
+
+def rankings_new_since_last_success(*, project: Project) -> int:
+    """How many rankings the project gained since the export its last successful run trained on."""
+    last = (
+        TrainingRun.objects.filter(project=project, status=TrainingRun.Status.SUCCEEDED)
+        .exclude(last_ranking_id=None)
+        .order_by("-finished_at")
+        .values_list("last_ranking_id", flat=True)
+        .first()
+    )
+    rankings = Ranking.objects.filter(item__project=project)
+    if last is not None:
+        rankings = rankings.filter(pk__gt=last)
+    return rankings.count()
+
+
+def training_runs_start_due() -> list[TrainingRun]:
+    """Start a scheduled run for every active project with enough new rankings and no run in progress."""
+    started = []
+    busy = TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE_STATUSES).values("project_id")
+    for project in Project.objects.filter(is_active=True).exclude(pk__in=busy):
+        new = rankings_new_since_last_success(project=project)
+        if new < max(1, project.retrain_min_new_rankings):
+            continue
+        try:
+            started.append(training_run_create(project=project, trigger=TrainingRun.Trigger.SCHEDULE))
+        except TrainingRunConflict:
+            continue  # someone triggered it between the check and now
+        except TrainingQueueUnavailable as exc:
+            log.error("Could not queue the scheduled run of %s: %s", project, exc)
+            continue
+        log.info("Scheduled training run for %s: %d new rankings", project, new)
+    return started
+
+
+# -- A run's files ---------------------------------------------------------------------------------
+
+
+def run_directory(run: TrainingRun) -> Path:
+    """Where a run keeps its data files and the model it trains."""
+    return Path(settings.MODEL_ROOT) / f"project-{run.project_id}" / f"run-{run.pk}"
+
+
+def run_process_marker(run: TrainingRun) -> str:
+    """Text found in the arguments of every engine process of this run, and of no other run."""
+    return f"{run_directory(run)}{os.sep}"
+
+
+def run_files_tidy(*, run: TrainingRun, directory: Path) -> None:
+    """Delete what an ended run no longer needs, keeping the model of a registered version.
+
+    The train/eval files are a split of the run's rankings snapshot, which is kept (the run points to it)
+    and splits the same way again, so they go; so does the model of a run that registered no version.
+    Tidying is best effort: a failure here must not hide how the run ended.
+    """
+    try:
+        shutil.rmtree(directory / "data", ignore_errors=True)
+        if not RewardModel.objects.filter(training_run=run).exists():
+            shutil.rmtree(directory / "model", ignore_errors=True)
+        with suppress(OSError):
+            directory.rmdir()  # only when nothing is left in it
+    except Exception:
+        log.warning("Could not tidy the files of training run %s in %s", run.pk, directory, exc_info=True)
