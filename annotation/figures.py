@@ -16,8 +16,11 @@ from django.utils import timezone
 
 from preferences.agreement import AgreementSummary, ProjectAgreement
 from preferences.consensus import item_consensus
+from preferences.export_rows import known_answers_order
 
-from .exports import ExportFilters, export_items, export_source_fingerprint, known_answers_order
+from .exports.filters import ExportFilters
+from .exports.reading import export_items
+from .exports.snapshots import export_source_fingerprint
 from .models import AgreementFigures, Project, Ranking
 
 log = logging.getLogger(__name__)

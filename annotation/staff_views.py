@@ -6,7 +6,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
 
-from .exports import CONTAINERS, FORMATS, annotator_pseudonym
+from .exports.filters import CONTAINERS, FORMATS
+from .exports.reading import annotator_pseudonym
 from .figures import agreement_figures_for_display
 from .models import ExportSnapshot, Project, Ranking
 from .progress import project_annotator_stats, project_item_status_counts, project_recent_rankings

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from .exports import export_snapshot_create, export_snapshots_write_all
+from .exports.snapshots import export_snapshot_create, export_snapshots_write_all
 from .figures import agreement_figures_refresh, agreement_figures_refresh_all
 from .imports import import_job_run, import_jobs_reap_stale
 from .models import ImportJob, Project

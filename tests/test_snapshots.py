@@ -12,7 +12,7 @@ from django.apps import apps as django_apps
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from annotation import exports
-from annotation.exports import export_snapshot_create, export_snapshot_prune
+from annotation.exports import containers, export_snapshot_create, export_snapshot_prune, reading
 from annotation.models import ExportSnapshot
 from annotation.tasks import export_snapshot_write
 from tests.conftest import child_process_env, files_under
@@ -83,8 +83,8 @@ def test_a_crash_mid_write_leaves_neither_a_file_nor_a_record(media, monkeypatch
                 raise RuntimeError("disk on fire")
             yield item
 
-    monkeypatch.setattr(exports, "export_items", failing_items)
-    monkeypatch.setattr(exports, "JSONL_FLUSH_BYTES", 1)  # so that bytes hit the disk before the crash
+    monkeypatch.setattr(reading, "export_items", failing_items)
+    monkeypatch.setattr(containers, "JSONL_FLUSH_BYTES", 1)  # so that bytes hit the disk before the crash
     with pytest.raises(RuntimeError, match="disk on fire"):
         export_snapshot_create(project=project, format="rankings")
     assert not ExportSnapshot.objects.exists()

@@ -16,7 +16,8 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..exports import (
+from ..exports.containers import export_file_name, export_stream
+from ..exports.filters import (
     CONTAINERS,
     FORMATS,
     PAIRS_FROM,
@@ -24,8 +25,6 @@ from ..exports import (
     ExportFilters,
     check_format,
     container_for,
-    export_file_name,
-    export_stream,
 )
 from ..figures import agreement_figures_for_display, project_figures
 from ..models import ExportSnapshot, Project

@@ -6,17 +6,16 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotation.exports import (
+from annotation.exports.containers import export_stream
+from annotation.exports.filters import (
     CONTAINERS,
     FORMATS,
     PAIRS_FROM,
     ExportError,
     ExportFilters,
-    ExportProgress,
     container_for,
-    export_item_count,
-    export_stream,
 )
+from annotation.exports.reading import ExportProgress, export_item_count
 from annotation.models import Project
 
 
