@@ -16,7 +16,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -198,10 +198,88 @@ def train(
     `model` and `tokenizer` may be passed already built (e.g. from a config, as the GPU benchmark does);
     otherwise `config.base_model` is loaded.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
+    config = _config_checked(config, train_groups, model)
+    accelerator, bf16 = _accelerator_start(config)
+    emit = _event_sink(accelerator, on_event)
+    model, tokenizer = _model_prepare(config, model, tokenizer)
+    pad_multiple = 8 if accelerator.device.type == "cuda" else 1
+    encoded = _groups_encode(config, tokenizer, train_groups, eval_groups, emit)
+    plans = _epoch_plans(config, encoded.train, accelerator, pad_multiple)
+    total_steps = _total_steps(config, plans)
+    # On the device before the optimizer exists, so that its state is created there.
+    model.to(accelerator.device)
+    optimizer = _optimizer_create(config, model)
+    scheduler = _schedule_create(config, optimizer, total_steps)
+    model, optimizer = _training_prepare(config, accelerator, model, optimizer)
+    training = _Training(
+        config=config,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        encoded=encoded,
+        pad_id=tokenizer.pad_token_id,
+        pad_multiple=pad_multiple,
+        emit=emit,
+    )
+    tally = _epochs_run(training, plans, total_steps)
+    result = _result_record(config, accelerator, encoded, tally, bf16)
+    _model_save(config, accelerator, model, tokenizer, result, extra_metadata)
+    return result
 
+
+@dataclass
+class _Encoded:
+    """The tokenised training and evaluation groups, and how many answers were cut to `max_length`."""
+
+    train: list[EncodedGroup]
+    eval: list[EncodedGroup]
+    truncated: int
+
+
+@dataclass
+class _Training:
+    """What the epoch loop works with, built once by `train`."""
+
+    config: TrainConfig
+    accelerator: Any
+    model: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    encoded: _Encoded
+    pad_id: int
+    pad_multiple: int
+    emit: EventSink
+
+
+@dataclass
+class _Tally:
+    """What the epoch loop counts, for the progress events and the result record."""
+
+    # Kept on the device: reading them every step would stall the GPU queue; they are read at the end.
+    grad_norm_sum: torch.Tensor
+    grad_norm_max: torch.Tensor
+    clipped_steps: torch.Tensor
+    step: int = 0
+    train_seconds: float = 0.0
+    # CPU time of this process: a steadier figure than wall time on a shared machine.
+    train_cpu_seconds: float = 0.0
+    answers_seen: int = 0
+    tokens_seen: int = 0
+    padded_seen: int = 0
+    last_loss: float = float("nan")
+    step_loss: torch.Tensor | None = None  # the latest step's loss, on the device
+    grad_norm: torch.Tensor | None = None  # the latest step's norm, None where the backend does not report it
+    eval_metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, device: torch.device) -> _Tally:
+        """Nothing counted yet, with the device-side sums on `device`."""
+        return cls(*(torch.zeros((), device=device) for _ in range(3)))
+
+
+def _config_checked(config: TrainConfig, train_groups: Sequence[Group], model: Any) -> TrainConfig:
+    """Refuse an unknown loss or no training data; fill in the default base model when none is given."""
     if config.loss not in LOSSES:
         raise ValueError(f"unknown loss {config.loss!r}; expected one of {LOSSES}")
     if not train_groups:
@@ -210,13 +288,29 @@ def train(
         from .modeling import default_base_model
 
         config = dataclasses.replace(config, base_model=default_base_model())
+    return config
+
+
+def _accelerator_start(config: TrainConfig) -> tuple[Any, bool]:
+    """This process's Accelerator (bf16 when asked for or supported, TF32 on CUDA) and whether bf16 is on."""
+    from accelerate import Accelerator
+
     cuda = torch.cuda.is_available()
     bf16 = config.bf16 if config.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
     if cuda and config.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
-    emit: EventSink = (on_event or (lambda e: None)) if accelerator.is_main_process else (lambda e: None)
+    return Accelerator(mixed_precision="bf16" if bf16 else "no"), bf16
+
+
+def _event_sink(accelerator: Any, on_event: EventSink | None) -> EventSink:
+    """Where events go: `on_event` in the main process, nowhere in the others."""
+    return (on_event or (lambda e: None)) if accelerator.is_main_process else (lambda e: None)
+
+
+def _model_prepare(config: TrainConfig, model: Any, tokenizer: Any) -> tuple[Any, Any]:
+    """Seed, then load the base model (or give a passed-in one its reward head) and set it up to train."""
+    from accelerate.utils import set_seed
 
     # Seed before the model is built: the new reward head's initial weights come from this RNG.
     set_seed(config.seed)
@@ -229,10 +323,17 @@ def train(
     if config.gradient_checkpointing:
         _set_activation_checkpointing(model, True)
         model.config.use_cache = False
-    pad_id = tokenizer.pad_token_id
-    device = accelerator.device
-    pad_multiple = 8 if device.type == "cuda" else 1
+    return model, tokenizer
 
+
+def _groups_encode(
+    config: TrainConfig,
+    tokenizer: Any,
+    train_groups: Sequence[Group],
+    eval_groups: Sequence[Group],
+    emit: EventSink,
+) -> _Encoded:
+    """Tokenise the groups (training groups without their unpaired answers); report it as a `data` event."""
     t0 = time.perf_counter()
     train_enc = [encode_group(only_paired_answers(g), tokenizer, config.max_length) for g in train_groups]
     eval_enc = [encode_group(g, tokenizer, config.max_length) for g in eval_groups]
@@ -248,8 +349,14 @@ def train(
             "tokenize_seconds": round(time.perf_counter() - t0, 3),
         }
     )
+    return _Encoded(train_enc, eval_enc, truncated)
 
-    plans = [
+
+def _epoch_plans(
+    config: TrainConfig, train_enc: Sequence[EncodedGroup], accelerator: Any, pad_multiple: int
+) -> list[list[list[int]]]:
+    """Every epoch's micro-batches for this process, planned up front (so the step count is known)."""
+    return [
         _shard(
             epoch_plan(train_enc, config, epoch, pad_multiple),
             accelerator.process_index,
@@ -257,12 +364,18 @@ def train(
         )
         for epoch in range(config.epochs)
     ]
-    steps_per_epoch = [math.ceil(len(p) / config.grad_accum) for p in plans]
-    total_steps = sum(steps_per_epoch)
+
+
+def _total_steps(config: TrainConfig, plans: Sequence[Sequence[list[int]]]) -> int:
+    """Optimizer steps over all epochs: micro-batches in `grad_accum`s, capped by `max_steps`."""
+    total_steps = sum(math.ceil(len(p) / config.grad_accum) for p in plans)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+    return total_steps
 
-    model.to(device)  # before the optimizer exists, so that its state is created on the right device
+
+def _optimizer_create(config: TrainConfig, model: Any) -> torch.optim.Optimizer:
+    """AdamW with weight decay on the weight matrices only (not on biases and norms)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -273,169 +386,232 @@ def train(
     ]
     # The fused kernel is several times faster than the per-tensor loop, on CPU as well as CUDA.
     try:
-        optimizer = torch.optim.AdamW(param_groups, lr=config.lr, fused=True)
+        return torch.optim.AdamW(param_groups, lr=config.lr, fused=True)
     except (RuntimeError, ValueError):
-        optimizer = torch.optim.AdamW(param_groups, lr=config.lr)
+        return torch.optim.AdamW(param_groups, lr=config.lr)
+
+
+def _schedule_create(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+    """The learning rate: a linear warm-up over `warmup_ratio` of the steps, then a linear decay to zero."""
     from transformers import get_linear_schedule_with_warmup
 
-    scheduler = get_linear_schedule_with_warmup(
+    return get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * total_steps), max(total_steps, 1)
     )
+
+
+def _training_prepare(
+    config: TrainConfig, accelerator: Any, model: Any, optimizer: torch.optim.Optimizer
+) -> tuple[Any, torch.optim.Optimizer]:
+    """Hand the model and optimizer to Accelerate, compile the model if asked, and put it in training mode."""
     model, optimizer = accelerator.prepare(model, optimizer)
     if config.torch_compile:
         # dynamic=True: token-budget batches change shape every step; recompiling each time would be worse.
         model = torch.compile(model, dynamic=True)
     model.train()
+    return model, optimizer
 
-    train_seconds = 0.0
-    train_cpu_seconds = 0.0  # CPU time of this process: a steadier figure than wall time on a shared machine
-    answers_seen = tokens_seen = padded_seen = 0
-    step = 0
-    last_loss = float("nan")
-    grad_norm_sum = torch.zeros((), device=device)
-    grad_norm_max = torch.zeros((), device=device)
-    clipped_steps = torch.zeros((), device=device)
-    grad_norm: torch.Tensor | None = None
-    eval_metrics: dict[str, Any] = {}
+
+def _epochs_run(training: _Training, plans: Sequence[list[list[int]]], total_steps: int) -> _Tally:
+    """Every epoch, each followed by an evaluation when due; stops early once `max_steps` steps are taken."""
+    from tqdm.auto import tqdm
+
+    config, accelerator = training.config, training.accelerator
+    tally = _Tally.start(accelerator.device)
     bar = tqdm(
         total=total_steps,
         desc="train",
         file=sys.stderr,
         disable=not (accelerator.is_main_process and config.show_progress_bar),
     )
-    done = False
     for epoch in range(config.epochs):
-        plan = plans[epoch]
-        if cuda:
-            torch.cuda.synchronize()
-        epoch_start = time.perf_counter()
-        epoch_cpu_start = time.process_time()
-        for start in range(0, len(plan), config.grad_accum):
-            if config.max_steps is not None and step >= config.max_steps:
-                done = True
-                break
-            micro = [
-                collate([train_enc[i] for i in idx], pad_id, pad_multiple)
-                for idx in plan[start : start + config.grad_accum]
-            ]
-            step_terms = sum(_step_term_count(b, config.loss) for b in micro) or 1
-            # Kept on the device: reading it every step would stall the GPU queue; it is read when logged.
-            step_loss_t = torch.zeros((), device=device)
-            for k, batch in enumerate(micro):
-                inputs = {
-                    key: batch[key].to(device, non_blocking=True)
-                    for key in ("input_ids", "attention_mask", "token_type_ids")
-                    if key in batch
-                }
-                sync = k == len(micro) - 1
-                ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
-                with ctx:
-                    rewards = model(**inputs).logits[:, 0].float()
-                    total, _ = batch_loss_sum(
-                        rewards,
-                        batch["better"].to(device),
-                        batch["worse"].to(device),
-                        # On the CPU: Plackett-Luce selects unranked groups' pairs by it, which on the
-                        # device would read a mask back (a host sync every micro-batch).
-                        batch["pair_group"],
-                        batch["rankings"],
-                        config.loss,
-                        config.center_rewards_coefficient,
-                    )
-                    accelerator.backward(total / step_terms)
-                step_loss_t += total.detach() / step_terms
-                answers_seen += int(batch["input_ids"].shape[0])
-                tokens_seen += batch["n_tokens"]
-                padded_seen += int(batch["input_ids"].numel())
-            # Measured even without clipping: the norm and how often the bound cuts it show whether clipping
-            # shrinks the steps. Kept on the device, read at the end.
-            grad_norm = _grad_norm(accelerator, model, config.max_grad_norm)
-            if grad_norm is not None:
-                grad_norm = grad_norm.detach().float()
-                grad_norm_sum += grad_norm
-                grad_norm_max = torch.maximum(grad_norm_max, grad_norm)
-                if config.max_grad_norm:
-                    clipped_steps += grad_norm > config.max_grad_norm
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            bar.update(1)
-            if step % config.log_every == 0 or step == total_steps:
-                # Both figures in one read: each read from the device waits for its queue to drain.
-                if grad_norm is None:
-                    step_loss, norm = float(step_loss_t), None
-                else:
-                    step_loss, norm = torch.stack([step_loss_t, grad_norm]).tolist()
-                last_loss = step_loss
-                bar.set_postfix(loss=f"{step_loss:.4f}")
-                emit(
-                    {
-                        "event": "progress",
-                        "step": step,
-                        "total_steps": total_steps,
-                        "epoch": epoch + (start + len(micro)) / max(len(plan), 1),
-                        "loss": round(step_loss, 6),
-                        "grad_norm": None if norm is None else _significant(norm),
-                        "lr": scheduler.get_last_lr()[0],
-                        "elapsed_seconds": round(train_seconds + time.perf_counter() - epoch_start, 3),
-                        "answers_seen": answers_seen,
-                        "tokens_seen": tokens_seen,
-                    }
-                )
-        if step:
-            last_loss = float(step_loss_t)
-        if cuda:
-            torch.cuda.synchronize()
-        epoch_seconds = time.perf_counter() - epoch_start
-        train_seconds += epoch_seconds
-        train_cpu_seconds += time.process_time() - epoch_cpu_start
-        emit({"event": "epoch", "epoch": epoch + 1, "seconds": round(epoch_seconds, 3), "step": step})
+        done = _epoch_run(training, tally, plans[epoch], epoch, total_steps, bar)
         last_epoch = done or epoch == config.epochs - 1
-        if eval_enc and (config.eval_every_epoch or last_epoch):
-            eval_metrics = evaluate_groups(
-                accelerator.unwrap_model(model), eval_enc, pad_id, config.eval_batch_tokens, accelerator
+        if training.encoded.eval and (config.eval_every_epoch or last_epoch):
+            tally.eval_metrics = evaluate_groups(
+                accelerator.unwrap_model(training.model),
+                training.encoded.eval,
+                training.pad_id,
+                config.eval_batch_tokens,
+                accelerator,
             )
-            emit({"event": "eval", "epoch": epoch + 1, "step": step, **eval_metrics})
+            training.emit({"event": "eval", "epoch": epoch + 1, "step": tally.step, **tally.eval_metrics})
         if done:
             break
     bar.close()
+    return tally
 
+
+def _epoch_run(
+    training: _Training, tally: _Tally, plan: list[list[int]], epoch: int, total_steps: int, bar: Any
+) -> bool:
+    """One epoch's optimisation steps, timed, with progress every `log_every`; True when `max_steps` hit."""
+    config = training.config
+    done = False
+    _cuda_synchronize()
+    epoch_start = time.perf_counter()
+    epoch_cpu_start = time.process_time()
+    for start in range(0, len(plan), config.grad_accum):
+        if config.max_steps is not None and tally.step >= config.max_steps:
+            done = True
+            break
+        chunk = plan[start : start + config.grad_accum]
+        _optimisation_step(training, tally, chunk)
+        bar.update(1)
+        if tally.step % config.log_every == 0 or tally.step == total_steps:
+            position = epoch + (start + len(chunk)) / max(len(plan), 1)
+            _progress_report(training, tally, position, epoch_start, total_steps, bar)
+    if tally.step:
+        tally.last_loss = float(tally.step_loss)
+    _cuda_synchronize()
+    epoch_seconds = time.perf_counter() - epoch_start
+    tally.train_seconds += epoch_seconds
+    tally.train_cpu_seconds += time.process_time() - epoch_cpu_start
+    training.emit(
+        {"event": "epoch", "epoch": epoch + 1, "seconds": round(epoch_seconds, 3), "step": tally.step}
+    )
+    return done
+
+
+def _cuda_synchronize() -> None:
+    """Wait for the GPU's queue to drain (a no-op without CUDA), so that wall times cover the work."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _optimisation_step(training: _Training, tally: _Tally, chunk: list[list[int]]) -> None:
+    """One optimizer step over `grad_accum` micro-batches, the loss divided by the whole step's terms."""
+    config, accelerator, model = training.config, training.accelerator, training.model
+    device = accelerator.device
+    micro = [
+        collate([training.encoded.train[i] for i in idx], training.pad_id, training.pad_multiple)
+        for idx in chunk
+    ]
+    step_terms = sum(_step_term_count(b, config.loss) for b in micro) or 1
+    # Kept on the device: reading it every step would stall the GPU queue; it is read when logged.
+    step_loss_t = torch.zeros((), device=device)
+    for k, batch in enumerate(micro):
+        inputs = {
+            key: batch[key].to(device, non_blocking=True)
+            for key in ("input_ids", "attention_mask", "token_type_ids")
+            if key in batch
+        }
+        sync = k == len(micro) - 1
+        ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+        with ctx:
+            rewards = model(**inputs).logits[:, 0].float()
+            total, _ = batch_loss_sum(
+                rewards,
+                batch["better"].to(device),
+                batch["worse"].to(device),
+                # On the CPU: Plackett-Luce selects unranked groups' pairs by it, which on the
+                # device would read a mask back (a host sync every micro-batch).
+                batch["pair_group"],
+                batch["rankings"],
+                config.loss,
+                config.center_rewards_coefficient,
+            )
+            accelerator.backward(total / step_terms)
+        step_loss_t += total.detach() / step_terms
+        tally.answers_seen += int(batch["input_ids"].shape[0])
+        tally.tokens_seen += batch["n_tokens"]
+        tally.padded_seen += int(batch["input_ids"].numel())
+    # Measured even without clipping: the norm and how often the bound cuts it show whether clipping
+    # shrinks the steps. Kept on the device, read at the end.
+    grad_norm = _grad_norm(accelerator, model, config.max_grad_norm)
+    if grad_norm is not None:
+        grad_norm = grad_norm.detach().float()
+        tally.grad_norm_sum += grad_norm
+        tally.grad_norm_max = torch.maximum(tally.grad_norm_max, grad_norm)
+        if config.max_grad_norm:
+            tally.clipped_steps += grad_norm > config.max_grad_norm
+    training.optimizer.step()
+    training.scheduler.step()
+    training.optimizer.zero_grad(set_to_none=True)
+    tally.step += 1
+    tally.step_loss, tally.grad_norm = step_loss_t, grad_norm
+
+
+def _progress_report(
+    training: _Training, tally: _Tally, epoch: float, epoch_start: float, total_steps: int, bar: Any
+) -> None:
+    """Read the latest step's loss and gradient norm from the device and emit them as a `progress` event."""
+    # Both figures in one read: each read from the device waits for its queue to drain.
+    if tally.grad_norm is None:
+        step_loss, norm = float(tally.step_loss), None
+    else:
+        step_loss, norm = torch.stack([tally.step_loss, tally.grad_norm]).tolist()
+    tally.last_loss = step_loss
+    bar.set_postfix(loss=f"{step_loss:.4f}")
+    training.emit(
+        {
+            "event": "progress",
+            "step": tally.step,
+            "total_steps": total_steps,
+            "epoch": epoch,
+            "loss": round(step_loss, 6),
+            "grad_norm": None if norm is None else _significant(norm),
+            "lr": training.scheduler.get_last_lr()[0],
+            "elapsed_seconds": round(tally.train_seconds + time.perf_counter() - epoch_start, 3),
+            "answers_seen": tally.answers_seen,
+            "tokens_seen": tally.tokens_seen,
+        }
+    )
+
+
+def _result_record(
+    config: TrainConfig, accelerator: Any, encoded: _Encoded, tally: _Tally, bf16: bool
+) -> dict[str, Any]:
+    """The run's `result` event: counts, throughput, memory, final loss, gradient norms and evaluation."""
+    device = accelerator.device
+    step, grad_norm = tally.step, tally.grad_norm
+    train_seconds = tally.train_seconds
     peak_mb, peak_kind = _peak_memory_mb(device)
     world = accelerator.num_processes
-    result: dict[str, Any] = {
+    return {
         "event": "result",
         "output_dir": config.output_dir,
         "steps": step,
         "epochs": config.epochs,
         "train_seconds": round(train_seconds, 3),
-        "train_cpu_seconds": round(train_cpu_seconds, 3),
+        "train_cpu_seconds": round(tally.train_cpu_seconds, 3),
         # Throughput is summed over processes: each rank processed its own share in the same wall time.
-        "answers_per_second": round(answers_seen * world / max(train_seconds, 1e-9), 2),
-        "tokens_per_second": round(tokens_seen * world / max(train_seconds, 1e-9), 1),
-        "padded_tokens_per_second": round(padded_seen * world / max(train_seconds, 1e-9), 1),
-        "padding_fraction": round(1 - tokens_seen / max(padded_seen, 1), 4),
+        "answers_per_second": round(tally.answers_seen * world / max(train_seconds, 1e-9), 2),
+        "tokens_per_second": round(tally.tokens_seen * world / max(train_seconds, 1e-9), 1),
+        "padded_tokens_per_second": round(tally.padded_seen * world / max(train_seconds, 1e-9), 1),
+        "padding_fraction": round(1 - tally.tokens_seen / max(tally.padded_seen, 1), 4),
         "peak_memory_mb": round(peak_mb, 1),
         "peak_memory_kind": peak_kind,
-        "final_loss": round(last_loss, 6),
+        "final_loss": round(tally.last_loss, 6),
         # Gradient norm before clipping, over the optimizer steps (None where the backend does not report it).
-        "grad_norm_mean": _significant(float(grad_norm_sum) / step)
+        "grad_norm_mean": _significant(float(tally.grad_norm_sum) / step)
         if step and grad_norm is not None
         else None,
-        "grad_norm_max": _significant(float(grad_norm_max)) if step and grad_norm is not None else None,
+        "grad_norm_max": _significant(float(tally.grad_norm_max)) if step and grad_norm is not None else None,
         "clipped_step_fraction": (
-            round(float(clipped_steps) / step, 4)
+            round(float(tally.clipped_steps) / step, 4)
             if step and grad_norm is not None and config.max_grad_norm
             else None
         ),
-        "train_groups": len(train_enc),
-        "eval_groups": len(eval_enc),
-        "truncated_answers": truncated,
+        "train_groups": len(encoded.train),
+        "eval_groups": len(encoded.eval),
+        "truncated_answers": encoded.truncated,
         "device": str(device),
         "processes": world,
         "bf16": bf16,
-        "eval": eval_metrics,
+        "eval": tally.eval_metrics,
     }
+
+
+def _model_save(
+    config: TrainConfig,
+    accelerator: Any,
+    model: Any,
+    tokenizer: Any,
+    result: dict[str, Any],
+    extra_metadata: dict[str, Any] | None,
+) -> None:
+    """Save the model, its tokenizer and metadata to `output_dir` (the main process; the others wait)."""
     accelerator.wait_for_everyone()
     if config.output_dir and accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
@@ -458,4 +634,3 @@ def train(
         }
         save_reward_model(unwrapped, tokenizer, Path(config.output_dir), metadata)
     accelerator.wait_for_everyone()
-    return result
