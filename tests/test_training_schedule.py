@@ -1,12 +1,15 @@
 """The retrain schedule: a beat entry every 15 minutes that starts a run once enough new rankings exist."""
 
+import logging
+
 import pytest
 from django.db.models import Max
+from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from annotation.models import Ranking
 from rewardlab.celery import app
-from tests.factories import ProjectFactory, RankingFactory
+from tests.factories import ProjectFactory, RankingFactory, UserFactory
 from tests.training_setup import learnable_rankings_create
 from training.models import TrainingRun
 from training.tasks import check_retrain, reap_stale_runs, run_training
@@ -79,3 +82,48 @@ def test_schedule_skips_inactive_projects():
     learnable_rankings_create(project=active, count=2)
     assert check() == [TrainingRun.objects.get(project=active).pk]
     assert not TrainingRun.objects.filter(project=project).exists()
+
+
+def test_a_project_with_a_mistyped_training_argument_is_marked_and_the_projects_after_it_still_start(
+    client, caplog
+):
+    # Named so that the beat run (projects by name) reaches the bad project first.
+    bad = ProjectFactory(name="A project", retrain_min_new_rankings=1, training_arguments={"epoch": 3})
+    good = ProjectFactory(name="B project", retrain_min_new_rankings=1)
+    for project in (bad, good):
+        learnable_rankings_create(project=project, count=2)
+
+    with caplog.at_level(logging.WARNING, logger="training.runs"):
+        started = check()
+
+    run = TrainingRun.objects.get(project=good)
+    assert started == [run.pk] and run.status == TrainingRun.Status.QUEUED
+    mark = TrainingRun.objects.get(project=bad)
+    assert (mark.trigger, mark.status) == (TrainingRun.Trigger.SCHEDULE, TrainingRun.Status.FAILED)
+    assert "Unknown training argument 'epoch'" in mark.error and mark.arguments == {"epoch": 3}
+    assert f"project {bad.pk} not started" in caplog.text and "'epoch'" in caplog.text
+    # Staff see the reason where they follow the project's runs.
+    client.force_login(UserFactory(is_staff=True))
+    page = client.get(reverse("training:project-runs", args=[bad.pk])).content.decode()
+    assert "Unknown training argument" in page
+
+    # The next beats leave the mark as it is while the reason stays the same.
+    assert check() == [] and check() == []
+    assert TrainingRun.objects.filter(project=bad).count() == 1
+    # Once the argument is fixed, the schedule starts the project like any other.
+    bad.training_arguments = {"epochs": 3}
+    bad.save()
+    assert check() == [TrainingRun.objects.get(project=bad, status=TrainingRun.Status.QUEUED).pk]
+
+
+def test_a_project_marked_once_is_marked_again_when_its_reason_changes():
+    project = ProjectFactory(retrain_min_new_rankings=1, training_arguments={"epoch": 3})
+    learnable_rankings_create(project=project, count=2)
+
+    check()
+    project.training_arguments = {"lr": "fast"}
+    project.save()
+    check()
+
+    errors = list(TrainingRun.objects.filter(project=project).order_by("id").values_list("error", flat=True))
+    assert len(errors) == 2 and "'epoch'" in errors[0] and "'lr' must be a float" in errors[1]

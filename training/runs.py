@@ -216,22 +216,79 @@ def rankings_new_since_last_success(*, project: Project) -> int:
 
 
 def training_runs_start_due() -> list[TrainingRun]:
-    """Start a scheduled run for every active project with enough new rankings and no run in progress."""
+    """Start a scheduled run for every active project with enough new rankings and no run in progress.
+
+    A project whose run cannot start (a mistyped training argument, say) is logged and marked with a
+    failed run that says why, and the schedule goes on to the next project.
+    """
     started = []
     busy = TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE_STATUSES).values("project_id")
     for project in Project.objects.filter(is_active=True).exclude(pk__in=busy):
-        new = rankings_new_since_last_success(project=project)
-        if new < max(1, project.retrain_min_new_rankings):
-            continue
         try:
-            started.append(training_run_create(project=project, trigger=TrainingRun.Trigger.SCHEDULE))
-        except TrainingRunConflict:
-            continue  # someone triggered it between the check and now
-        except TrainingQueueUnavailable as exc:
-            log.error("Could not queue the scheduled run of %s: %s", project, exc)
-            continue
-        log.info("Scheduled training run for %s: %d new rankings", project, new)
+            run = _scheduled_run_start(project=project)
+        except TrainingError as exc:
+            log.warning("Scheduled training run of project %s not started: %s", project.pk, exc)
+            _scheduled_run_refused(project=project, error=f"The scheduled run could not start: {exc}")
+        except Exception as exc:
+            log.exception("Scheduled training run of project %s not started", project.pk)
+            _scheduled_run_refused(
+                project=project, error=f"The scheduled run could not start: {type(exc).__name__}: {exc}"
+            )
+        else:
+            if run is not None:
+                started.append(run)
     return started
+
+
+def _scheduled_run_start(*, project: Project) -> TrainingRun | None:
+    """Queue the project's scheduled run if it has enough new rankings; None when it is not due or queued."""
+    new = rankings_new_since_last_success(project=project)
+    if new < max(1, project.retrain_min_new_rankings):
+        return None
+    try:
+        run = training_run_create(project=project, trigger=TrainingRun.Trigger.SCHEDULE)
+    except TrainingRunConflict:
+        return None  # someone triggered it between the check and now
+    except TrainingQueueUnavailable as exc:
+        log.error("Could not queue the scheduled run of %s: %s", project, exc)
+        return None  # training_run_create has already failed the run with this reason
+    log.info("Scheduled training run for %s: %d new rankings", project, new)
+    return run
+
+
+def _scheduled_run_refused(*, project: Project, error: str) -> None:
+    """Show staff why the schedule did not start a project's run: a failed run with the reason, once.
+
+    The project has no field for it, and the runs page is where staff look for why a model did not
+    retrain. A failed run changes nothing else (the schedule counts from the last successful run; only
+    queued and running runs block the next one), and retrying it gives the same reason until the project
+    is fixed. It is written again only when the reason changes or another run came after it, not on every
+    beat. Best effort: a failure to record it must not stop the schedule either.
+    """
+    try:
+        with transaction.atomic():
+            # Two beat runs at once (a slow one and the next) write the mark once.
+            Project.objects.select_for_update().get(pk=project.pk)
+            latest = TrainingRun.objects.filter(project=project).order_by("-created_at", "-id").first()
+            if (
+                latest is not None
+                and latest.trigger == TrainingRun.Trigger.SCHEDULE
+                and latest.status == TrainingRun.Status.FAILED
+                and latest.error == error
+            ):
+                return
+            arguments = project.training_arguments
+            TrainingRun.objects.create(
+                project=project,
+                trigger=TrainingRun.Trigger.SCHEDULE,
+                status=TrainingRun.Status.FAILED,
+                # As the project holds them, so that the run shows the arguments that were refused.
+                arguments=arguments if isinstance(arguments, dict) else {},
+                error=error,
+                finished_at=timezone.now(),
+            )
+    except Exception:
+        log.exception("Could not record why the scheduled run of project %s did not start", project.pk)
 
 
 # -- A run's files ---------------------------------------------------------------------------------
