@@ -1,6 +1,6 @@
 """Writing imported files into a project: all or nothing, and never the same thing twice.
 
-The parsing lives in `annotation.importers`; this module turns its records into rows. Items,
+The reading lives in `preferences.readers`; this module turns its records into rows. Items,
 answers and imported rankings are matched on their external ids (and rankings on
 `(item, external_annotator)`), so re-importing a file adds nothing, and a file that overlaps an
 earlier one adds only what is new. Rows that exist are never changed: an item keeps its
@@ -33,9 +33,10 @@ from django.db import reset_queries, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from preferences.readers import FORMATS, ImportFailed, RowFile, file_format, read_items
+from preferences.records import ItemRecord
 from rewardlab.heartbeat import heartbeat_in_background
 
-from .importers import FORMATS, ImportedItem, ImportFailed, JsonLines, detect_format, parse
 from .locks import PROJECT_IMPORT, advisory_xact_lock
 from .models import Answer, ImportBatch, ImportJob, Item, Project, Ranking
 
@@ -68,10 +69,9 @@ def import_file(
     progress: bool = False,
 ) -> ImportBatch:
     """Import a .jsonl / .jsonl.gz file into a project in one transaction; a bad line raises ImportFailed."""
-    source = JsonLines(Path(path), name=file_name or Path(path).name, progress=progress)
+    source = RowFile(Path(path), name=file_name or Path(path).name, progress=progress)
     _check_format(format)
-    if format == "auto":
-        format = detect_format(source)
+    format = file_format(source, format)
     with transaction.atomic():
         # Two imports into one project would race on the external ids: they take turns, on an advisory
         # lock rather than a row lock on the project, which would also hold up every insert pointing at
@@ -81,12 +81,14 @@ def import_file(
             project=project, file_name=source.name[:500], format=format, created_by=user
         )
         writer = _ChunkWriter(batch=batch, source=source)
-        records = parse(source, format)
+        records = read_items(source, format)
         while chunk := list(itertools.islice(records, CHUNK_SIZE)):
             writer.write(chunk)
             if settings.DEBUG:
                 # DEBUG keeps the last 9000 queries' SQL; with bulk inserts of long texts that is gigabytes.
                 reset_queries()
+        if not source.rows_read:
+            source.fail(1, "the file holds no rows")  # rolls the empty batch back
         batch.lines_read = source.lines_read
         batch.sha256 = source.sha256
         batch.save(
@@ -324,17 +326,17 @@ class _ChunkWriter:
     chunk would scan every answer of the project.
     """
 
-    def __init__(self, *, batch: ImportBatch, source: JsonLines) -> None:
+    def __init__(self, *, batch: ImportBatch, source: RowFile) -> None:
         self.batch = batch
         self.project = batch.project
         self.source = source
 
-    def write(self, records: list[ImportedItem]) -> None:
+    def write(self, records: list[ItemRecord]) -> None:
         item_ids, existing_item_ids = self._items(records)
         answer_ids = self._answers(records, item_ids, existing_item_ids)
         self._rankings(records, item_ids, existing_item_ids, answer_ids)
 
-    def _items(self, records: Iterable[ImportedItem]) -> tuple[dict[str, int], set[int]]:
+    def _items(self, records: Iterable[ItemRecord]) -> tuple[dict[str, int], set[int]]:
         """Item pk by external id, creating the items not seen before; and the pks that already existed."""
         wanted = {record.external_id for record in records}
         item_ids = dict(
@@ -358,7 +360,7 @@ class _ChunkWriter:
         return item_ids, existing_item_ids
 
     def _answers(
-        self, records: list[ImportedItem], item_ids: dict[str, int], existing_item_ids: set[int]
+        self, records: list[ItemRecord], item_ids: dict[str, int], existing_item_ids: set[int]
     ) -> list[list[int]]:
         """Per record, the pks of its answers in its order, creating those not seen before."""
         wanted = {answer.external_id for record in records for answer in record.answers}
@@ -412,7 +414,7 @@ class _ChunkWriter:
 
     def _rankings(
         self,
-        records: list[ImportedItem],
+        records: list[ItemRecord],
         item_ids: dict[str, int],
         existing_item_ids: set[int],
         answer_ids: list[list[int]],

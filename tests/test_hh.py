@@ -2,8 +2,8 @@
 
 import pytest
 
+from preferences.conversations import normalize_conversation
 from preferences.hh import hh_turns
-from training.reward_model.data import normalize_conversation
 
 
 @pytest.mark.parametrize(

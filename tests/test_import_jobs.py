@@ -378,7 +378,7 @@ def test_a_running_import_holds_up_other_imports_of_the_project_but_nothing_else
     first_file.write_bytes(jsonl(ROWS, name="first.jsonl").read())
     second_file.write_bytes(jsonl([{**row, "id": f"second-{n}"} for n, row in enumerate(ROWS)]).read())
     inside, release = threading.Event(), threading.Event()
-    parse = imports.parse
+    parse = imports.read_items
 
     def parse_then_wait(source, format):
         records = parse(source, format)
@@ -387,7 +387,7 @@ def test_a_running_import_holds_up_other_imports_of_the_project_but_nothing_else
             release.wait(30)
         yield from records
 
-    monkeypatch.setattr(imports, "parse", parse_then_wait)
+    monkeypatch.setattr(imports, "read_items", parse_then_wait)
     finished = []
 
     def run(path):

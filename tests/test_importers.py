@@ -10,9 +10,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotation import imports
-from annotation.importers import JsonLines, detect_format
 from annotation.imports import ImportFailed, import_file
 from annotation.models import Answer, ImportBatch, Item, Ranking
+from preferences.readers import RowFile, file_format
 from tests.conftest import child_process_env
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
 
@@ -216,6 +216,48 @@ def test_oasst_message_rows_give_the_same_items_as_the_trees(tmp_path):
     assert batch.format == "oasst-messages"
     assert batch.lines_read == len(rows)
     assert snapshot(from_rows) == snapshot(from_trees)
+
+
+def test_bare_oasst_root_messages_with_nested_replies_import_as_trees(tmp_path):
+    # One root prompter message per line, without the tree export's wrapper (no message_tree_id).
+    trees = [rust_tree(), second_tree()]
+    from_trees, from_nodes = ProjectFactory(), ProjectFactory()
+    import_file(path=write_jsonl(tmp_path / "trees.jsonl", trees), project=from_trees)
+
+    batch = import_file(
+        path=write_jsonl(tmp_path / "nodes.jsonl", [tree["prompt"] for tree in trees]), project=from_nodes
+    )
+
+    assert batch.format == "oasst-tree"
+    assert snapshot(from_nodes) == snapshot(from_trees)
+
+
+@pytest.mark.parametrize(
+    ("links", "message"),
+    [
+        ({"a1": "a1"}, "message a1 names itself as its parent"),
+        ({"a1": "p2", "p2": "a1"}, "is in a cycle of parent_id links"),
+    ],
+)
+def test_oasst_message_rows_whose_parents_loop_are_refused(tmp_path, links, message):
+    rows = oa_rows(rust_tree())
+    for row in rows:
+        if row["message_id"] in links:
+            row["parent_id"] = links[row["message_id"]]
+    before = database_counts()
+
+    with pytest.raises(ImportFailed, match=message):
+        import_file(path=write_jsonl(tmp_path / "loop.jsonl", rows), project=ProjectFactory())
+    assert database_counts() == before
+
+
+def test_an_empty_file_is_refused_whatever_format_is_named(tmp_path):
+    empty = write_jsonl(tmp_path / "empty.jsonl", ["", ""])
+
+    for format in ("auto", "pairs", "oasst-messages"):
+        with pytest.raises(ImportFailed, match=r"empty\.jsonl:1: the file holds no rows"):
+            import_file(path=empty, project=ProjectFactory(), format=format)
+    assert not ImportBatch.objects.exists()
 
 
 def test_oasst_message_rows_of_interleaved_trees_are_rebuilt(tmp_path):
@@ -630,7 +672,7 @@ def test_a_truncated_gzip_file_fails_without_writing(tmp_path, monkeypatch):
 
 def test_every_format_the_parser_reads_is_one_an_import_batch_can_record():
     # The parser is plain Python and keeps its own list; the batch's choices must not drift from it.
-    from annotation.importers import FORMATS
+    from preferences.readers import FORMATS
 
     assert list(FORMATS) == ImportBatch.Format.values
 
@@ -639,7 +681,7 @@ def test_a_file_of_unknown_shape_is_refused(tmp_path):
     path = write_jsonl(tmp_path / "odd.jsonl", ["", {"question": "?", "reply": "!"}])
 
     with pytest.raises(ImportFailed, match=r"odd\.jsonl:2: cannot tell the format"):
-        detect_format(JsonLines(path))
+        file_format(RowFile(path))
     with pytest.raises(ImportFailed, match=r"empty\.jsonl:1: the file holds no rows"):
         import_file(path=write_jsonl(tmp_path / "empty.jsonl", []), project=ProjectFactory())
 

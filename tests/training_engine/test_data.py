@@ -9,12 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from preferences.conversations import normalize_conversation
 from preferences.hh import hh_turns
 from training.reward_model.data import (
     Group,
     ReadReport,
     groups_from_records,
-    normalize_conversation,
     ranking_from_pairs,
     read_groups,
     split_groups,
@@ -96,10 +96,11 @@ def test_keep_unranked_keeps_every_answer_of_an_item_once_for_scoring():
     extra = {
         **RANKINGS_ROW,
         "annotator": "ann-3",
-        "answers": [{"id": "d", "text": "D"}],
+        "answers": [{"id": "a", "text": "A", "model": "m"}, {"id": "d", "text": "D"}],
+        "ranking": [],
         "not_rankable": True,
     }
-    never_ranked = {"id": "u1", "prompt": "q", "answers": ["x", "y", "x"]}
+    never_ranked = {"id": "u1", "prompt": "q", "answers": ["x", "y"]}
     rows = [unranked, RANKINGS_ROW, extra, never_ranked]
     report = ReadReport()
     item, never = groups_from_records(rows, report=report, keep_unranked=True)
@@ -183,5 +184,37 @@ def test_rows_whose_text_holds_unicode_line_separators_read_as_one_row(tmp_path)
         assert group.conversation[0]["content"] == "one\u2028two\x85three\x0cfour"
     broken = tmp_path / "broken.jsonl"
     broken.write_text("\n" + json.dumps(row) + "\n{not json\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"broken.jsonl:3: not JSON"):
+    with pytest.raises(ValueError, match=r"broken.jsonl:3: not valid JSON"):
         read_groups(broken)
+
+
+def test_the_engine_reads_open_assistant_trees_as_the_importer_does(tmp_path):
+    # The same readers serve both sides: a tree's ranks become the group's ranking; a bare root node
+    # (no tree wrapper) reads the same.
+    root = {
+        "message_id": "p1",
+        "role": "prompter",
+        "text": "Name a colour.",
+        "replies": [
+            {"message_id": "a1", "role": "assistant", "text": "Blue.", "rank": 1, "replies": []},
+            {"message_id": "a2", "role": "assistant", "text": "Red.", "rank": 0, "replies": []},
+            {"message_id": "a3", "role": "assistant", "text": "Gone.", "deleted": True, "replies": []},
+        ],
+    }
+    wrapped, bare = tmp_path / "trees.jsonl", tmp_path / "nodes.jsonl"
+    _write_jsonl(wrapped, [{"message_tree_id": "p1", "prompt": root}])
+    _write_jsonl(bare, [root])
+
+    for path in (wrapped, bare):
+        (group,) = read_groups(path)
+        assert group.id == "p1" and group.conversation == [{"role": "user", "content": "Name a colour."}]
+        assert [a["id"] for a in group.answers] == ["a1", "a2"]
+        assert group.pairs == [(1, 0)] and group.ranking == [[1], [0]]
+
+
+def test_a_malformed_row_stops_the_engine_with_its_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    _write_jsonl(path, [RANKINGS_ROW, {**RANKINGS_ROW, "ranking": [["a"], ["zz"]]}])
+
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: ranking names answer id 'zz'"):
+        read_groups(path)

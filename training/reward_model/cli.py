@@ -25,9 +25,16 @@ to stderr. A parent reads stdout line by line:
     one line per distinct answer of each item, rows of one item or prompt merged as ``train`` reads them:
     {"event": "score", "group_id": ..., "answer_id": ..., "answer_index": k, "reward": x},
     then {"event": "result", "answers": n, "groups": n}
-    group_id is the row's item_id (or id), else "conv-" and a digest of the conversation; answer_id
-    is the answer's own id where the file gives one, else the first 12 hex digits of the SHA-1 of its
-    text (the same text in one item is one answer): for files without ids, join on that digest.
+    group_id and answer_id are the keys the importer gives the same file (`preferences.readers`): the
+    row's id (or item_id, or the Open-Assistant prompter message_id), else "sha256:" and the digest of
+    the conversation; the answer's own id (or message_id), else "sha256:" and the digest of the group
+    id and the text (`preferences.conversations.answer_key`): for files without ids, join on those.
+
+Input: every format the importer reads (`--format auto` tells them apart by the first row): Open-Assistant
+trees (also bare root messages with nested replies) and message rows, ranking rows (the plain shape and
+our `rankings` / `consensus` exports), and pairs (TRL explicit, conversational or HH-implicit; our `pairs`
+and `pairs-chat` exports); as .jsonl, .jsonl.gz, a JSON array or Parquet. A malformed row stops the run
+with FILE:LINE and what is wrong; rows that state no preference are counted in "skipped_rows".
 
 On failure the last line is {"event": "error", "error": "<message>"} and the exit status is 1; bad
 arguments exit with status 2 and argparse's usage message on stderr (no JSON). Only the main process

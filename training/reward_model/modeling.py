@@ -12,8 +12,10 @@ from typing import Any
 
 import torch
 
+from preferences.conversations import Message, normalize_conversation
+
 from .batching import EncodedGroup, collate, encode_group, plan_batches
-from .data import Group, Message, normalize_conversation
+from .data import Group
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .data import Message
+from preferences.conversations import Message
 
 
 @dataclass(frozen=True)
