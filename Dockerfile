@@ -8,14 +8,18 @@ RUN apt-get update && apt-get install -y --no-install-recommends libpq5 curl && 
 RUN useradd --create-home --uid 1000 rewardlab && mkdir -p /data /app && chown rewardlab /data /app
 WORKDIR /app
 
+# torch first, in its own layer: the locked release (requirements/lock.txt), or another build.
 ARG TORCH_SPEC=torch==2.13.0
 RUN pip install "$TORCH_SPEC"
+# Then exactly the locked versions of everything else, and the project itself without resolving again.
+COPY requirements/lock.txt requirements/lock.txt
+RUN sed '/^torch==/d' requirements/lock.txt > /tmp/lock.txt && pip install -r /tmp/lock.txt && rm /tmp/lock.txt
 COPY pyproject.toml README.md LICENSE ./
 COPY rewardlab rewardlab
 COPY annotation annotation
 COPY training training
 COPY preferences preferences
-RUN pip install .
+RUN pip install --no-deps .
 COPY manage.py Procfile ./
 COPY templates templates
 COPY static static

@@ -2,23 +2,57 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The CPU build of torch that lies on the development machines; GPU hosts may pin their own build.
-TORCH_SPEC ?= torch==2.13.0
+# Installs are exactly the versions in the lock files (`make lock` rewrites them from pyproject.toml's
+# ranges), made with uv, which lives in the virtualenv itself.
+LOCK := requirements/lock.txt
+DEV_LOCK := requirements/dev.lock.txt
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+# The locked torch release: its CPU build on the development machines (found in /opt/wheels), the CUDA
+# build from PyPI elsewhere on Linux x86_64. GPU hosts may pin their own build instead.
+TORCH_SPEC ?= $(shell sed -n 's/^\(torch==[^ ]*\).*/\1/p' $(DEV_LOCK))
+# uv reads no pip.conf: a directory of local wheels is passed to it where there is one.
+FIND_LINKS ?= $(wildcard /opt/wheels)
+UV_PIP_ARGS = --python $(PY) $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
+LOCK_ARGS ?=
+UV_LOCK_ARGS = --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	$(if $(FIND_LINKS),--find-links $(FIND_LINKS)) --custom-compile-command "make lock" $(LOCK_ARGS)
 PORT ?= 8000
 HOST ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rewardlab
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run test lint format system-deps migrate demo clean
+.PHONY: install lock run test lint format system-deps migrate demo clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.uv-$(UV_VERSION):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	touch $@
+
+# sync makes the virtualenv exactly the lock (TORCH_SPEC in torch's place); the install after it
+# adds what a different torch build needs beyond the lock (the CUDA libraries), a no-op otherwise.
+$(VENV)/.installed: pyproject.toml $(DEV_LOCK) | $(VENV)/.uv-$(UV_VERSION)
+	sed 's|^torch==.*|$(TORCH_SPEC)|' $(DEV_LOCK) > $(VENV)/requirements.txt
+	$(UV) pip sync --quiet $(UV_PIP_ARGS) $(VENV)/requirements.txt
+	$(UV) pip install --quiet $(UV_PIP_ARGS) "$(TORCH_SPEC)"
+	$(UV) pip install --quiet $(UV_PIP_ARGS) --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
+
+# Rewrites both lock files from pyproject.toml, keeping every pin that still fits (LOCK_ARGS=--upgrade,
+# or --upgrade-package NAME, to move). They are resolved for Linux x86_64 and Python 3.11 against torch's
+# CPU build (/opt/wheels here; elsewhere e.g. LOCK_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"),
+# and name torch without its "+cpu" label so that PyPI's CUDA build satisfies the same pin.
+lock: $(VENV)/.uv-$(UV_VERSION)
+	mkdir -p requirements
+	touch $(DEV_LOCK) $(LOCK)
+	sed -i 's/^\(torch==[^+ ]*\)$$/\1+cpu/' $(DEV_LOCK) $(LOCK)
+	$(UV) pip compile --quiet $(UV_LOCK_ARGS) pyproject.toml --extra dev -o $(DEV_LOCK)
+	cp $(DEV_LOCK) $(LOCK)
+	$(UV) pip compile --quiet $(UV_LOCK_ARGS) pyproject.toml -o $(LOCK)
+	sed -i 's/^\(torch==[^+ ]*\)+.*/\1/' $(DEV_LOCK) $(LOCK)
+	@! grep -q '^nvidia-' $(DEV_LOCK) || { echo "torch resolved to a CUDA build: give it the CPU build (see the Makefile)"; exit 1; }
 
 # Chromium drives the browser tests, docker-compose validates docker-compose.yml.
 system-deps:

@@ -199,3 +199,58 @@ def test_every_way_of_starting_the_web_process_uses_the_gunicorn_settings():
     assert "gunicorn -c python:rewardlab.gunicorn_conf rewardlab.wsgi" in procfile_web
     assert '"gunicorn", "-c", "python:rewardlab.gunicorn_conf", "rewardlab.wsgi"' in dockerfile_cmd
     assert compose_web[:4] == ["gunicorn", "-c", "python:rewardlab.gunicorn_conf", "rewardlab.wsgi"]
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    """NAME -> VERSION of each `name==version` line of a lock file written by `make lock`."""
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in lock.read_text().splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_lock_files_pin_every_requirement_within_pyproject_ranges():
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime, dev = _pins(ROOT / "requirements/lock.txt"), _pins(ROOT / "requirements/dev.lock.txt")
+    for lock, requirements in (
+        (runtime, project["dependencies"]),
+        (dev, project["dependencies"] + project["optional-dependencies"]["dev"]),
+    ):
+        for requirement in map(Requirement, requirements):
+            name = canonicalize_name(requirement.name)
+            assert name in lock, f"{name} is not locked: run `make lock`"
+            assert requirement.specifier.contains(lock[name], prereleases=True), (name, lock[name])
+    # The image's versions are the ones the suite runs with.
+    assert {name: dev.get(name) for name in runtime} == runtime
+
+
+def test_torch_is_locked_as_a_release_that_the_cuda_build_satisfies_too():
+    pin = f"torch=={_pins(ROOT / 'requirements/lock.txt')['torch']}"
+    assert "+" not in pin, "make lock writes torch without its +cpu label"
+    dockerfile = (ROOT / "Dockerfile").read_text().splitlines()
+    assert f"ARG TORCH_SPEC={pin}" in dockerfile
+
+
+def test_the_suite_runs_with_the_locked_versions():
+    from importlib.metadata import PackageNotFoundError, version
+
+    locked = _pins(ROOT / "requirements/dev.lock.txt")
+    installed = {}
+    for name in locked:
+        try:
+            installed[name] = version(name)
+        except PackageNotFoundError:
+            installed[name] = None
+    # torch is whichever build TORCH_SPEC chose: the locked release's CPU build here, GPU hosts their own.
+    del locked["torch"]
+    differences = {name: (installed[name], pin) for name, pin in locked.items() if installed[name] != pin}
+    assert differences == {}, "the virtualenv is not the lock (installed, locked): run `make install`"
