@@ -19,6 +19,7 @@ COPY rewardlab rewardlab
 COPY annotation annotation
 COPY training training
 COPY preferences preferences
+COPY common common
 RUN pip install --no-deps .
 COPY manage.py Procfile ./
 COPY templates templates

@@ -1,18 +1,37 @@
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.urls import path
 from django.utils.text import Truncator
 
-from training.admin import retrain_now
-
 from .admin_import import project_import_view
 from .imports import ProjectImporting, project_delete
 from .models import Answer, Assignment, ExportSnapshot, ImportBatch, ImportJob, Item, Project, Ranking
+from .projects import PROJECT_FIELDS, ProjectInvalid, project_save, project_values_validate
+
+
+class ProjectAdminForm(forms.ModelForm):
+    """The project form, checked by the same rules as the API (`annotation.projects`)."""
+
+    class Meta:
+        model = Project
+        fields = list(PROJECT_FIELDS)
+
+    def clean(self):
+        cleaned = super().clean()
+        values = {field: cleaned[field] for field in PROJECT_FIELDS if field in cleaned}
+        try:
+            cleaned.update(project_values_validate(values=values))
+        except ProjectInvalid as exc:
+            for field, message in exc.errors.items():
+                self.add_error(field if field in self.fields else None, message)
+        return cleaned
 
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectAdminForm
     list_display = ["name", "is_active", "rankings_per_item", "allow_ties", "item_count", "created_at"]
     list_filter = ["is_active", "allow_ties"]
     search_fields = ["name", "guidelines"]
@@ -23,7 +42,7 @@ class ProjectAdmin(admin.ModelAdmin):
         ("Training", {"fields": ["retrain_min_new_rankings", "training_arguments"]}),
         (None, {"fields": ["created_at"]}),
     ]
-    actions = [retrain_now]
+    actions: list = []  # training adds "Retrain now" (training/admin.py)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(item_count=Count("items"))
@@ -45,6 +64,9 @@ class ProjectAdmin(admin.ModelAdmin):
 
     # The delete page already refuses while an import job is unfinished (ImportJobAdmin's delete
     # permission); the service checks again under a lock, for a job queued after the page was shown.
+    def save_model(self, request, obj, form, change):
+        project_save(project=obj)
+
     def delete_model(self, request, obj):
         try:
             project_delete(project=obj)

@@ -23,6 +23,8 @@ from django.db.models import Count, F, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from common.errors import Conflict, DomainError, Invalid, NotFound
+
 from .item_html import item_rendering
 from .locks import ANNOTATOR_NEXT, advisory_xact_lock
 from .models import Answer, Assignment, Item, Project, Ranking
@@ -30,19 +32,19 @@ from .models import Answer, Assignment, Item, Project, Ranking
 COMMENT_MAX_LENGTH = 5000
 
 
-class AssignmentError(Exception):
+class AssignmentError(DomainError):
     """A request about an assignment that cannot be honoured; the message is shown to the annotator."""
 
 
-class AssignmentNotFound(AssignmentError):
+class AssignmentNotFound(AssignmentError, NotFound):
     """No such assignment for this annotator (someone else's leases look exactly like missing ones)."""
 
 
-class AssignmentConflict(AssignmentError):
+class AssignmentConflict(AssignmentError, Conflict):
     """The lease is no longer open: it expired, or was skipped or submitted."""
 
 
-class RankingInvalid(AssignmentError):
+class RankingInvalid(AssignmentError, Invalid):
     """The submitted ranking does not fit the assignment or the project's rules."""
 
 

@@ -33,9 +33,10 @@ from django.db import reset_queries, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from common.errors import Conflict, Unavailable
+from common.heartbeat import heartbeat_in_background
 from preferences.readers import FORMATS, ImportFailed, RowFile, file_format, read_items
 from preferences.records import ItemRecord
-from rewardlab.heartbeat import heartbeat_in_background
 
 from .locks import PROJECT_IMPORT, advisory_xact_lock
 from .models import Answer, ImportBatch, ImportJob, Item, Project, Ranking
@@ -136,7 +137,7 @@ def import_upload_or_queue(
     return import_upload(upload=upload, project=project, format=format, user=user)
 
 
-class ImportQueueUnavailable(Exception):
+class ImportQueueUnavailable(Unavailable):
     """The job could not be handed to Celery; it is marked failed and its upload deleted."""
 
 
@@ -252,7 +253,7 @@ def import_jobs_reap_stale(*, now: datetime | None = None) -> list[int]:
     return reaped
 
 
-class ProjectImporting(Exception):
+class ProjectImporting(Conflict):
     """The project has an import job that is queued or running, so it cannot be deleted yet."""
 
 

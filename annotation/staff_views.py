@@ -1,10 +1,8 @@
 """Staff pages of a project: its progress, and its data (agreement, export downloads, snapshots)."""
 
-import functools
-
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
+
+from common.pages import staff_only
 
 from .exports.filters import CONTAINERS, FORMATS
 from .exports.reading import annotator_pseudonym
@@ -13,19 +11,6 @@ from .models import ExportSnapshot, Project, Ranking
 from .progress import project_annotator_stats, project_item_status_counts, project_recent_rankings
 
 SNAPSHOTS_SHOWN = 50
-
-
-def staff_only(view):
-    """Signed-out visitors are sent to log in; signed-in annotators are refused outright (403)."""
-
-    @login_required
-    @functools.wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("This page is for staff only.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 @staff_only

@@ -126,4 +126,4 @@ def test_a_project_marked_once_is_marked_again_when_its_reason_changes():
     check()
 
     errors = list(TrainingRun.objects.filter(project=project).order_by("id").values_list("error", flat=True))
-    assert len(errors) == 2 and "'epoch'" in errors[0] and "'lr' must be a float" in errors[1]
+    assert len(errors) == 2 and "'epoch'" in errors[0] and "'lr' must be a finite number" in errors[1]

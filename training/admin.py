@@ -2,9 +2,13 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from annotation.admin import ProjectAdmin
+from annotation.models import Project
+from common.errors import DomainError
+
 from .models import RewardModel, TrainingRun
 from .registry import reward_model_activate
-from .runs import TrainingError, TrainingQueueUnavailable, training_run_cancel, training_run_create
+from .runs import TrainingQueueUnavailable, training_run_cancel, training_run_create
 
 
 @admin.action(description="Retrain now", permissions=["change"])
@@ -17,7 +21,7 @@ def retrain_now(modeladmin, request, queryset):
             )
         except TrainingQueueUnavailable as exc:
             modeladmin.message_user(request, f"{project}: {exc}", messages.ERROR)
-        except TrainingError as exc:
+        except DomainError as exc:
             modeladmin.message_user(request, str(exc), messages.WARNING)
         else:
             url = reverse("training:project-runs", args=[project.pk])
@@ -28,6 +32,15 @@ def retrain_now(modeladmin, request, queryset):
                 ),
                 messages.SUCCESS,
             )
+
+
+# The project admin is annotation's; training adds its action here, as annotation knows nothing of training.
+admin.site.unregister(Project)
+
+
+@admin.register(Project)
+class ProjectTrainingAdmin(ProjectAdmin):
+    actions = [*ProjectAdmin.actions, retrain_now]
 
 
 @admin.register(TrainingRun)
@@ -61,7 +74,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         for run in queryset:
             try:
                 training_run_cancel(run=run)
-            except TrainingError as exc:
+            except DomainError as exc:
                 self.message_user(request, str(exc), messages.WARNING)
 
 

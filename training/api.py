@@ -15,15 +15,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.api.permissions import IsStaff
-from annotation.api.projects import project_filter
-from annotation.api.work import ErrorSerializer
 from annotation.models import Project
+from annotation.projects import TrainingArgumentsInvalid, training_arguments_validate
+from common.api import PROJECT_PARAMETER, ErrorSerializer, project_filter
+from common.permissions import IsStaff
 
 from . import registry, runs
 from .artifacts import directory_archive_stream
 from .models import RewardModel, TrainingRun
-from .scoring import NoActiveModel, answers_score
+from .scoring import answers_score
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -70,8 +70,8 @@ class TrainingArgumentsField(serializers.DictField):
 
     def to_internal_value(self, data):
         try:
-            return runs.training_arguments_validate(arguments=super().to_internal_value(data))
-        except runs.TrainingError as exc:
+            return training_arguments_validate(arguments=super().to_internal_value(data))
+        except TrainingArgumentsInvalid as exc:
             raise serializers.ValidationError(str(exc)) from exc
 
 
@@ -111,9 +111,6 @@ class RewardModelSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
-
-
-PROJECT_PARAMETER = OpenApiParameter("project", OpenApiTypes.INT, description="Only this project's rows.")
 
 
 @extend_schema_view(
@@ -156,14 +153,13 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
     def create(self, request):
         serializer = TrainingRunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return _run_response(
-            lambda: runs.training_run_create(
-                project=serializer.validated_data["project"],
-                trigger=TrainingRun.Trigger.API,
-                created_by=request.user,
-                arguments=serializer.validated_data["arguments"],
-            )
+        run = runs.training_run_create(
+            project=serializer.validated_data["project"],
+            trigger=TrainingRun.Trigger.API,
+            created_by=request.user,
+            arguments=serializer.validated_data["arguments"],
         )
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="Cancel a queued or running run",
@@ -172,11 +168,7 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        run = self.get_object()
-        try:
-            run = runs.training_run_cancel(run=run)
-        except runs.TrainingError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        run = runs.training_run_cancel(run=self.get_object())
         return Response(TrainingRunSerializer(run).data)
 
     @extend_schema(
@@ -189,21 +181,10 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
         run = self.get_object()
         serializer = TrainingRunRetrySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return _run_response(
-            lambda: runs.training_run_retry(
-                run=run, created_by=request.user, arguments=serializer.validated_data["arguments"]
-            )
+        new_run = runs.training_run_retry(
+            run=run, created_by=request.user, arguments=serializer.validated_data["arguments"]
         )
-
-
-def _run_response(create) -> Response:
-    try:
-        run = create()
-    except runs.TrainingQueueUnavailable as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-    except runs.TrainingError as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-    return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+        return Response(TrainingRunSerializer(new_run).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema_view(
@@ -305,14 +286,11 @@ class ProjectScoreView(APIView):
         project = get_object_or_404(Project, pk=project_id)
         serializer = ScoreRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            reward_model, rewards = answers_score(
-                project=project,
-                conversation=[dict(turn) for turn in serializer.validated_data["conversation"]],
-                answers=serializer.validated_data["answers"],
-            )
-        except NoActiveModel as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        reward_model, rewards = answers_score(
+            project=project,
+            conversation=[dict(turn) for turn in serializer.validated_data["conversation"]],
+            answers=serializer.validated_data["answers"],
+        )
         return Response(
             {"reward_model": reward_model.pk, "version": reward_model.version, "rewards": rewards}
         )

@@ -19,12 +19,12 @@ from django.utils import timezone
 
 from annotation.exports import export_snapshot_create
 from annotation.models import ExportSnapshot, Project, Ranking
-from rewardlab.heartbeat import heartbeat_in_background
+from common.heartbeat import heartbeat_in_background
 
 from .models import TrainingRun
 from .registry import reward_model_register
 from .runner import EngineProcess, describe_exit, engine_command
-from .runs import ENGINE_OPTIONS, TrainingError, run_directory, run_files_tidy, run_process_marker
+from .runs import ENGINE_FLAGS, TrainingError, run_directory, run_files_tidy, run_process_marker
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _training_files_write(
 
 def _engine_arguments(arguments: dict[str, Any]) -> list[str]:
     flags = []
-    for name, (_, flag) in ENGINE_OPTIONS.items():
+    for name, flag in ENGINE_FLAGS.items():
         if name in arguments:
             flags += [flag, str(arguments[name])]
     return flags

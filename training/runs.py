@@ -21,30 +21,35 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.models import Project, Ranking
+from annotation.projects import TRAINING_ARGUMENTS, training_arguments_validate
+from common.errors import Conflict, DomainError, Unavailable
 
 from .models import RewardModel, TrainingRun
 from .runner import kill_processes_with_argument
 
 log = logging.getLogger(__name__)
 
-# Engine options a project (training_arguments) or a run may set, and the flag each becomes.
-ENGINE_OPTIONS: dict[str, tuple[type, str]] = {
-    "base_model": (str, "--base-model"),
-    "epochs": (int, "--epochs"),
-    "lr": (float, "--lr"),
-    "max_length": (int, "--max-length"),
-    "batch_tokens": (int, "--batch-tokens"),
-    "seed": (int, "--seed"),
+# The flag of each training argument the engine reads (`annotation.projects.TRAINING_ARGUMENTS` names and
+# checks them all; `eval_fraction` is read by this side, to split the data).
+ENGINE_FLAGS: dict[str, str] = {
+    "base_model": "--base-model",
+    "epochs": "--epochs",
+    "lr": "--lr",
+    "max_length": "--max-length",
+    "batch_tokens": "--batch-tokens",
+    "seed": "--seed",
 }
-# Options read by this side: which items form the project's fixed evaluation split.
-RUN_OPTIONS: dict[str, type] = {"eval_fraction": float}
 
 
-class TrainingError(Exception):
+class TrainingError(DomainError):
     """A training request that cannot be carried out, with a message meant for the person who asked."""
 
 
-class TrainingRunConflict(TrainingError):
+class TrainingRunFinished(TrainingError, Conflict):
+    """The run has ended (or not failed), so it cannot be cancelled (or retried)."""
+
+
+class TrainingRunConflict(TrainingError, Conflict):
     """The project already has a queued or running run."""
 
     def __init__(self, run: TrainingRun | None, project: Project):
@@ -59,30 +64,8 @@ class TrainingRunConflict(TrainingError):
         super().__init__(message)
 
 
-class TrainingQueueUnavailable(TrainingError):
+class TrainingQueueUnavailable(TrainingError, Unavailable):
     """The Celery broker could not be reached to queue the run."""
-
-
-def training_arguments_validate(*, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Return the arguments with known names and the right types, or raise TrainingError."""
-    if not isinstance(arguments, dict):
-        raise TrainingError("Training arguments must be an object of option names to values.")
-    known = {name: kind for name, (kind, _) in ENGINE_OPTIONS.items()} | RUN_OPTIONS
-    clean: dict[str, Any] = {}
-    for name, value in arguments.items():
-        if name not in known:
-            raise TrainingError(f"Unknown training argument {name!r}; known: {', '.join(sorted(known))}.")
-        kind = known[name]
-        try:
-            clean[name] = kind(value)
-        except (TypeError, ValueError) as exc:
-            raise TrainingError(f"Training argument {name!r} must be a {kind.__name__}.") from exc
-    if str(clean.get("base_model", "")).startswith("-"):
-        raise TrainingError("base_model must be a hub id or a path, not an option.")
-    fraction = clean.get("eval_fraction")
-    if fraction is not None and not 0 < fraction < 1:
-        raise TrainingError("eval_fraction must be between 0 and 1.")
-    return clean
 
 
 def training_run_create(
@@ -124,13 +107,15 @@ def training_run_retry(
 ) -> TrainingRun:
     """Queue a new run with the arguments of a failed or cancelled one, and any overrides."""
     if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
-        raise TrainingError(f"Run #{run.pk} is {run.status}; only failed or cancelled runs can be retried.")
+        raise TrainingRunFinished(
+            f"Run #{run.pk} is {run.status}; only failed or cancelled runs can be retried."
+        )
     return training_run_create(
         project=run.project,
         trigger=run.trigger,
         created_by=created_by,
         arguments={
-            **{k: v for k, v in run.arguments.items() if k in ENGINE_OPTIONS or k in RUN_OPTIONS},
+            **{k: v for k, v in run.arguments.items() if k in TRAINING_ARGUMENTS},
             **(arguments or {}),
         },
         retry_of=run,
@@ -166,7 +151,7 @@ def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
                 run.cancel_requested_at = now
                 run.save(update_fields=["cancel_requested_at"])
         else:
-            raise TrainingError(f"Run #{run.pk} has already finished ({run.status}).")
+            raise TrainingRunFinished(f"Run #{run.pk} has already finished ({run.status}).")
     return run
 
 
@@ -226,7 +211,7 @@ def training_runs_start_due() -> list[TrainingRun]:
     for project in Project.objects.filter(is_active=True).exclude(pk__in=busy):
         try:
             run = _scheduled_run_start(project=project)
-        except TrainingError as exc:
+        except DomainError as exc:
             log.warning("Scheduled training run of project %s not started: %s", project.pk, exc)
             _scheduled_run_refused(project=project, error=f"The scheduled run could not start: {exc}")
         except Exception as exc:

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from annotation.models import Project
+from common.errors import Conflict
 
 from .models import RewardModel
 from .selectors import reward_model_active
 
 
-class NoActiveModel(Exception):
+class NoActiveModel(Conflict):
     """The project has no active reward model yet."""
 
 

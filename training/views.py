@@ -7,7 +7,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.models import Project
-from annotation.staff_views import staff_only
+from common.errors import DomainError
+from common.pages import staff_only
 
 from . import registry, runs
 from .api import reward_model_archive_response
@@ -82,7 +83,7 @@ def project_retrain(request, project_id: int):
         run = runs.training_run_create(
             project=project, trigger=TrainingRun.Trigger.ADMIN, created_by=request.user
         )
-    except runs.TrainingError as exc:
+    except DomainError as exc:
         messages.error(request, str(exc))
         return _back_to_runs(project.pk)
     messages.success(request, f"Queued training run #{run.pk}.")
@@ -96,7 +97,7 @@ def run_cancel(request, run_id: int):
     run = get_object_or_404(TrainingRun, pk=run_id)
     try:
         run = runs.training_run_cancel(run=run)
-    except runs.TrainingError as exc:
+    except DomainError as exc:
         messages.error(request, str(exc))
     else:
         if run.status == TrainingRun.Status.CANCELLED:
@@ -113,7 +114,7 @@ def run_retry(request, run_id: int):
     run = get_object_or_404(TrainingRun, pk=run_id)
     try:
         new_run = runs.training_run_retry(run=run, created_by=request.user)
-    except runs.TrainingError as exc:
+    except DomainError as exc:
         messages.error(request, str(exc))
         return _back_to_runs(run.project_id, run.pk)
     messages.success(request, f"Queued run #{new_run.pk}, a retry of #{run.pk}.")

@@ -16,6 +16,8 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.permissions import IsStaff
+
 from ..exports.containers import export_file_name, export_stream
 from ..exports.filters import (
     CONTAINERS,
@@ -28,7 +30,6 @@ from ..exports.filters import (
 )
 from ..figures import agreement_figures_for_display, project_figures
 from ..models import ExportSnapshot, Project
-from .permissions import IsStaff
 
 CONTENT_TYPES = {
     "jsonl": "application/x-ndjson; charset=utf-8",

@@ -9,14 +9,13 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.permissions import IsStaff
+
 from ..imports import (
     FORMATS,
-    ImportFailed,
-    ImportQueueUnavailable,
     import_upload_or_queue,
 )
 from ..models import ImportBatch, ImportJob, Project
-from .permissions import IsStaff
 
 ERROR = inline_serializer("ImportError", fields={"detail": serializers.CharField()})
 
@@ -97,18 +96,13 @@ class ProjectImportView(APIView):
         project = get_object_or_404(Project, pk=project_id)
         serializer = ImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            imported = import_upload_or_queue(
-                upload=serializer.validated_data["file"],
-                project=project,
-                format=serializer.validated_data["format"],
-                user=request.user,
-                background=serializer.validated_data["background"],
-            )
-        except ImportFailed as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        except ImportQueueUnavailable as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        imported = import_upload_or_queue(
+            upload=serializer.validated_data["file"],
+            project=project,
+            format=serializer.validated_data["format"],
+            user=request.user,
+            background=serializer.validated_data["background"],
+        )
         if isinstance(imported, ImportJob):
             data = ImportJobSerializer(imported, context={"request": request}).data
             return Response(

@@ -6,10 +6,12 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from ..imports import ProjectImporting, project_delete
+from common.api import ErrorSerializer, project_filter
+from common.permissions import IsStaff
+
+from ..imports import project_delete
 from ..models import Answer, Item, Project
-from .permissions import IsStaff
-from .work import ErrorSerializer
+from ..projects import ProjectInvalid, project_save, project_values_validate
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -38,12 +40,24 @@ class ProjectStaffSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["created_at", "item_count"]
 
-    def validate_flag_labels(self, value):
-        if not isinstance(value, list) or not all(
-            isinstance(label, str) and label.strip() for label in value
-        ):
-            raise serializers.ValidationError("flag_labels must be a list of non-empty strings.")
-        return value
+    def validate(self, attrs):
+        try:
+            return project_values_validate(values=attrs)
+        except ProjectInvalid as exc:
+            raise serializers.ValidationError(exc.errors) from exc
+
+    def create(self, validated_data):
+        return project_save(project=Project(**validated_data))
+
+    def update(self, instance, validated_data):
+        for field, value in validated_data.items():
+            setattr(instance, field, value)
+        return project_save(project=instance)
+
+    def to_representation(self, instance):
+        if not hasattr(instance, "item_count"):  # a project just created or changed: count it here
+            instance.item_count = instance.items.count()
+        return super().to_representation(instance)
 
 
 @extend_schema_view(
@@ -73,10 +87,7 @@ class ProjectViewSet(viewsets.ModelViewSet):
         return ProjectSerializer
 
     def destroy(self, request, *args, **kwargs):
-        try:
-            project_delete(project=self.get_object())
-        except ProjectImporting as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        project_delete(project=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -93,16 +104,6 @@ class ItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = Item
         fields = ["id", "project", "external_id", "conversation", "answers", "ranking_count", "created_at"]
-
-
-def project_filter(queryset, request):
-    """The rows of the project named by `?project=ID`, or all rows when it is absent."""
-    project = request.query_params.get("project")
-    if project:
-        if not project.isdigit():
-            raise serializers.ValidationError({"project": "must be a project id"})
-        queryset = queryset.filter(project_id=int(project))
-    return queryset
 
 
 @extend_schema_view(list=extend_schema(summary="Items with their answers (staff)"))

@@ -3,8 +3,6 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from training.api import ProjectScoreView
-
 from . import exports, imports, projects, work
 
 router = DefaultRouter()
@@ -34,6 +32,5 @@ urlpatterns = [
         exports.SnapshotDownloadView.as_view(),
         name="snapshot-download",
     ),
-    path("projects/<int:project_id>/score/", ProjectScoreView.as_view(), name="project-score"),
     path("", include(router.urls)),
 ]

@@ -10,14 +10,9 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..assignment import (
-    AssignmentConflict,
-    AssignmentError,
-    AssignmentNotFound,
-    assignment_next,
-    assignment_skip,
-    ranking_submit,
-)
+from common.api import ErrorSerializer
+
+from ..assignment import assignment_next, assignment_skip, ranking_submit
 from ..item_html import item_rendering
 from ..markdown import render_markdown
 from ..models import Assignment, Project
@@ -25,10 +20,6 @@ from ..progress import annotator_progress
 
 NO_MORE_WORK = "No more items to rank in this project. Thank you!"
 PROJECT_PAUSED = "This project is paused; there is nothing to rank in it right now."
-
-
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -136,16 +127,6 @@ def _assignment_payload(assignment: Assignment, project: Project) -> dict:
     }
 
 
-def _error(exc: AssignmentError) -> Response:
-    if isinstance(exc, AssignmentNotFound):
-        code = status.HTTP_404_NOT_FOUND
-    elif isinstance(exc, AssignmentConflict):
-        code = status.HTTP_409_CONFLICT
-    else:
-        code = status.HTTP_400_BAD_REQUEST
-    return Response({"detail": str(exc)}, status=code)
-
-
 def _first_error(errors) -> str:
     # The page shows one line, so flatten DRF's nested {"field": ["message"]} to "field: message".
     if isinstance(errors, dict):
@@ -200,12 +181,9 @@ class SubmitView(APIView):
         serializer = SubmitRequestSerializer(data=request.data)
         if not serializer.is_valid():
             return Response({"detail": _first_error(serializer.errors)}, status=status.HTTP_400_BAD_REQUEST)
-        try:
-            ranking, created = ranking_submit(
-                assignment_id=assignment_id, annotator=request.user, **serializer.validated_data
-            )
-        except AssignmentError as exc:
-            return _error(exc)
+        ranking, created = ranking_submit(
+            assignment_id=assignment_id, annotator=request.user, **serializer.validated_data
+        )
         body = {"ranking_id": ranking.pk, "assignment_id": assignment_id, "created": created}
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -224,10 +202,7 @@ class SkipView(APIView):
         },
     )
     def post(self, request, assignment_id: int):
-        try:
-            assignment = assignment_skip(assignment_id=assignment_id, annotator=request.user)
-        except AssignmentError as exc:
-            return _error(exc)
+        assignment = assignment_skip(assignment_id=assignment_id, annotator=request.user)
         return Response({"assignment_id": assignment.pk, "status": assignment.status})
 
 

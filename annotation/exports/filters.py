@@ -7,6 +7,8 @@ from datetime import date, datetime, time
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from common.errors import Invalid
+
 from ..models import ExportSnapshot
 
 FORMATS = [choice.value for choice in ExportSnapshot.Format]
@@ -14,7 +16,7 @@ CONTAINERS = [choice.value for choice in ExportSnapshot.Container]
 PAIRS_FROM = ["rankings", "consensus"]
 
 
-class ExportError(ValueError):
+class ExportError(Invalid, ValueError):
     """An export request that cannot be served: unknown format or container, a malformed filter."""
 
 
