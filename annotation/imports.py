@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from common.errors import Conflict, Unavailable
 from common.heartbeat import heartbeat_in_background
-from preferences.readers import FORMATS, ImportFailed, RowFile, file_format, read_items
+from preferences.readers import FORMATS, ImportFailed, ReadLimits, RowFile, file_format, read_items
 from preferences.records import ItemRecord
 
 from .locks import PROJECT_IMPORT, advisory_xact_lock
@@ -70,7 +70,7 @@ def import_file(
     progress: bool = False,
 ) -> ImportBatch:
     """Import a .jsonl / .jsonl.gz file into a project in one transaction; a bad line raises ImportFailed."""
-    source = RowFile(Path(path), name=file_name or Path(path).name, progress=progress)
+    source = RowFile(Path(path), name=file_name or Path(path).name, progress=progress, limits=read_limits())
     _check_format(format)
     format = file_format(source, format)
     with transaction.atomic():
@@ -96,6 +96,18 @@ def import_file(
             update_fields=["lines_read", "sha256", "items_created", "answers_created", "rankings_created"]
         )
     return batch
+
+
+def read_limits() -> ReadLimits:
+    """What one row of an imported file may hold, from settings (IMPORT_MAX_*, ITEM_MAX_ANSWERS)."""
+    return ReadLimits(
+        line_bytes=settings.IMPORT_MAX_LINE_BYTES,
+        depth=settings.IMPORT_MAX_JSON_DEPTH,
+        turns=settings.IMPORT_MAX_TURNS,
+        turn_chars=settings.IMPORT_MAX_TURN_CHARS,
+        answers=settings.ITEM_MAX_ANSWERS,
+        answer_chars=settings.IMPORT_MAX_ANSWER_CHARS,
+    )
 
 
 def _check_format(format: str) -> None:
@@ -338,13 +350,24 @@ class _ChunkWriter:
         self._rankings(records, item_ids, existing_item_ids, answer_ids)
 
     def _items(self, records: Iterable[ItemRecord]) -> tuple[dict[str, int], set[int]]:
-        """Item pk by external id, creating the items not seen before; and the pks that already existed."""
+        """Item pk by external id, creating the items not seen before; and the pks that already existed.
+
+        An item that exists must have the record's conversation: the same key with another one is another
+        item, which the file must not merge into it (the reader already refused that within the file).
+        """
         wanted = {record.external_id for record in records}
-        item_ids = dict(
-            Item.objects.filter(project=self.project, external_id__in=wanted)
+        existing = {
+            external_id: (pk, conversation, batch_id)
+            for external_id, pk, conversation, batch_id in Item.objects.filter(
+                project=self.project, external_id__in=wanted
+            )
             .exclude(external_id="")
-            .values_list("external_id", "pk")
-        )
+            .values_list("external_id", "pk", "conversation", "import_batch")
+        }
+        for record in records:
+            if record.external_id in existing and existing[record.external_id][1] != record.conversation:
+                self._fail_reused_key(record, existing[record.external_id][2])
+        item_ids = {external_id: pk for external_id, (pk, _, _) in existing.items()}
         existing_item_ids = set(item_ids.values())
         new_items: dict[str, Item] = {}
         for record in records:
@@ -359,6 +382,19 @@ class _ChunkWriter:
         item_ids.update({external_id: item.pk for external_id, item in new_items.items()})
         self.batch.items_created += len(new_items)
         return item_ids, existing_item_ids
+
+    def _fail_reused_key(self, record: ItemRecord, batch_id: int | None) -> None:
+        batch = ImportBatch.objects.filter(pk=batch_id).first() if batch_id is not None else None
+        if batch is None:
+            earlier = "already exists in this project"
+        else:
+            when = f"{batch.created_at:%Y-%m-%d %H:%M} UTC"
+            earlier = f"was imported from {batch.file_name} on {when} (import batch {batch.pk})"
+        self.source.fail(
+            record.line,
+            f"item {record.external_id} {earlier} with a different conversation; one id must name one "
+            "conversation",
+        )
 
     def _answers(
         self, records: list[ItemRecord], item_ids: dict[str, int], existing_item_ids: set[int]
@@ -395,6 +431,13 @@ class _ChunkWriter:
                         )
                     continue
                 position = next_position.get(item_id, 0)
+                if position >= self.source.limits.answers:
+                    # Rows of one item merge (pairs of one prompt, a later file): the limit is the item's.
+                    self.source.fail(
+                        record.line,
+                        f"item {record.external_id} would have more answers than the limit of "
+                        f"{self.source.limits.answers}",
+                    )
                 next_position[item_id] = position + 1
                 new_answers[answer.external_id] = Answer(
                     item_id=item_id,

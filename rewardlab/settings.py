@@ -237,6 +237,8 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_int("CELERY_BROKER_CONNECTION_TIMEOUT", 3
 CELERY_TASK_PUBLISH_RETRY = False
 
 # Annotation.
+# The most answers one item may have: imports refuse more, and a submitted ranking may name no more.
+ITEM_MAX_ANSWERS = env_int("ITEM_MAX_ANSWERS", 64)
 ASSIGNMENT_LEASE_SECONDS = env_int("ASSIGNMENT_LEASE_SECONDS", 30 * 60)
 # The project-wide progress figure sums over all items, so each process reuses it this long (0: always fresh).
 PROJECT_PROGRESS_CACHE_SECONDS = env_int("PROJECT_PROGRESS_CACHE_SECONDS", 5)
@@ -247,6 +249,16 @@ IMPORT_JOB_STALE_SECONDS = env_int("IMPORT_JOB_STALE_SECONDS", 120)
 # A queued import job that no worker took this long is failed (and its upload deleted): its message was
 # lost. Long enough for a queue of other large imports to drain first.
 IMPORT_JOB_QUEUE_TIMEOUT_SECONDS = env_int("IMPORT_JOB_QUEUE_TIMEOUT_SECONDS", 6 * 3600)
+# What one row of an imported file may hold (the answers of an item: ITEM_MAX_ANSWERS). A line is refused
+# once this many bytes were read, so its memory stays bounded whatever it expands to (gzip); a JSON-array
+# file is held to it row by row.
+IMPORT_MAX_LINE_BYTES = env_int("IMPORT_MAX_LINE_BYTES", 16 * 1024 * 1024)
+# JSON nesting: an Open-Assistant tree nests two levels per message, so this allows ~250-message threads;
+# Python's own parser cannot go much past 900 in a web worker.
+IMPORT_MAX_JSON_DEPTH = env_int("IMPORT_MAX_JSON_DEPTH", 512)
+IMPORT_MAX_TURNS = env_int("IMPORT_MAX_TURNS", 200)
+IMPORT_MAX_TURN_CHARS = env_int("IMPORT_MAX_TURN_CHARS", 200_000)
+IMPORT_MAX_ANSWER_CHARS = env_int("IMPORT_MAX_ANSWER_CHARS", 200_000)
 
 # Exports.
 EXPORT_SNAPSHOT_RETENTION = env_int("EXPORT_SNAPSHOT_RETENTION", 48)

@@ -391,11 +391,16 @@ def test_an_overlapping_file_adds_only_what_is_new(tmp_path):
 
 def test_imported_rankings_sit_beside_peoples_rankings(tmp_path):
     project = ProjectFactory()
-    item = ItemFactory(project=project, external_id="shared", answers=["x", "y"])
+    item = ItemFactory(
+        project=project,
+        external_id="shared",
+        conversation=[{"role": "user", "content": "Shared?"}],
+        answers=["x", "y"],
+    )
     person = UserFactory()
     Ranking.objects.create(item=item, annotator=person, order=[[a.pk] for a in item.answers.all()])
     rows = [
-        {"id": "shared", "prompt": "ignored", "answers": [{"text": "x"}, {"text": "z"}], "ranking": [1, 0]}
+        {"id": "shared", "prompt": "Shared?", "answers": [{"text": "x"}, {"text": "z"}], "ranking": [1, 0]}
     ]
 
     import_file(path=write_jsonl(tmp_path / "r.jsonl", rows), project=project)

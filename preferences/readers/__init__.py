@@ -6,7 +6,8 @@ remember their line; anything wrong stops it with `ImportFailed` (`FILE:LINE: wh
 
 Keys make re-reading idempotent: an item is keyed by the Open-Assistant prompter `message_id`, a ranking
 row's `id` (or the `item_id` of our own exports), or else the hash of its conversation; an answer by its
-`message_id` / `id`, or else the hash of its item's key and its text.
+`message_id` / `id`, or else the hash of its item's key and its text. A key that comes back with another
+conversation is an error (`keys`), and what one row may hold is bounded (`ReadLimits`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from typing import Any
 
 from ..records import ItemRecord
 from . import oasst, pairs, rankings
-from .files import ImportFailed, RowFile
+from .files import ImportFailed, ReadLimits, RowFile, shown
+from .keys import one_conversation_per_key
 
 __all__ = [
     "FORMAT_ALIASES",
     "FORMATS",
     "ImportFailed",
+    "ReadLimits",
     "RowFile",
     "detect_format",
     "file_format",
@@ -56,7 +59,7 @@ def file_format(source: RowFile, format: str = "auto") -> str:
     for line, row in source.rows(progress=False):
         detected = detect_format(row)
         if detected is None:
-            keys = ", ".join(sorted(row)[:8]) or "none"
+            keys = ", ".join(shown(key, 30)[1:-1] for key in sorted(row)[:8]) or "none"
             source.fail(
                 line,
                 f"cannot tell the format from the first row (fields: {keys}); expected an Open-Assistant "
@@ -67,7 +70,7 @@ def file_format(source: RowFile, format: str = "auto") -> str:
 
 
 def read_items(source: RowFile, format: str) -> Iterator[ItemRecord]:
-    """Yield the items of a file in one of FORMATS, validating as it goes."""
+    """Yield the items of a file in one of FORMATS, validating as it goes (keys included: see `keys`)."""
     readers = {
         "oasst-tree": oasst.tree_items,
         "oasst-messages": oasst.message_items,
@@ -76,4 +79,4 @@ def read_items(source: RowFile, format: str) -> Iterator[ItemRecord]:
     }
     if format not in readers:
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
-    return readers[format](source)
+    return one_conversation_per_key(source, readers[format](source))

@@ -1,4 +1,8 @@
-"""Field checks the readers share; each names the field and the line it came from."""
+"""Field checks the readers share; each names the field and the line it came from.
+
+Sizes are held to the source's `ReadLimits`: turns and characters of a conversation, answers of an item
+and characters of an answer.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import Any
 
 from ..conversations import ROLES, Message, role_name
 from ..records import AnswerRecord
-from .files import RowFile, type_name
+from .files import RowFile, shown, type_name
 
 # The database columns' limits (Item/Answer.external_id, Answer.model_name).
 MAX_EXTERNAL_ID = 255
@@ -19,6 +23,14 @@ def string(source: RowFile, line: int, value: Any, what: str) -> str:
         source.fail(line, f"{what} must be a string, not {type_name(value)}")
     if "\x00" in value:
         source.fail(line, f"{what} contains a NUL character, which the database cannot store")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # JSON's "\ud800" escapes decode to lone surrogates, which no UTF-8 text (nor the database) holds.
+            source.fail(
+                line, f"{what} contains a lone surrogate ({shown(value[exc.start])}), which is not text"
+            )
     return value
 
 
@@ -74,7 +86,7 @@ def turns(source: RowFile, line: int, value: Any, what: str) -> list[Message]:
         role = role_name(turn.get("role", turn.get("from")))
         if role not in ROLES:
             source.fail(
-                line, f"{what}[{index}] has unknown role {role!r} (expected one of {', '.join(ROLES)})"
+                line, f"{what}[{index}] has unknown role {shown(role)} (expected one of {', '.join(ROLES)})"
             )
         key = next((key for key in ("content", "text", "value") if key in turn), "content")
         content = required_string(source, line, turn, key, f"{what}[{index}].{key}")
@@ -83,11 +95,21 @@ def turns(source: RowFile, line: int, value: Any, what: str) -> list[Message]:
 
 
 def check_conversation(source: RowFile, line: int, conversation: list[Message], what: str) -> None:
-    """A conversation answers can reply to: not empty, ending with a user turn."""
+    """A conversation answers can reply to: not empty, ending with a user turn, within the size limits."""
     if not conversation:
         source.fail(line, f"{what} is empty")
     if conversation[-1]["role"] != "user":
         source.fail(line, f"{what} must end with a user turn, the one the answers reply to")
+    limits = source.limits
+    if len(conversation) > limits.turns:
+        source.fail(line, f"{what} has {len(conversation):,} turns, more than the limit of {limits.turns:,}")
+    for index, turn in enumerate(conversation):
+        if len(turn["content"]) > limits.turn_chars:
+            source.fail(
+                line,
+                f"turn {index + 1} of {what} has {len(turn['content']):,} characters, "
+                f"more than the limit of {limits.turn_chars:,}",
+            )
 
 
 def order(
@@ -132,7 +154,9 @@ def ids_to_indices(source: RowFile, line: int, value: Any, answer_ids: list[str]
             or not isinstance(answer_id, str | int)
             or str(answer_id) not in position
         ):
-            source.fail(line, f"ranking names answer id {answer_id!r}, which is not among the row's answers")
+            source.fail(
+                line, f"ranking names answer id {shown(answer_id)}, which is not among the row's answers"
+            )
         return position[str(answer_id)]
 
     return [
@@ -141,8 +165,18 @@ def ids_to_indices(source: RowFile, line: int, value: Any, answer_ids: list[str]
     ]
 
 
-def distinct_answers(source: RowFile, line: int, answers: list[AnswerRecord]) -> None:
-    """No answer twice in one row (the same id, or the same text where there are no ids)."""
+def check_answers(source: RowFile, line: int, answers: list[AnswerRecord]) -> None:
+    """Answers within the size limits, none twice in one row (the same id, or the same text without ids)."""
+    limits = source.limits
+    if len(answers) > limits.answers:
+        source.fail(line, f"the item has {len(answers):,} answers, more than the limit of {limits.answers:,}")
+    for index, answer in enumerate(answers):
+        if len(answer.text) > limits.answer_chars:
+            source.fail(
+                line,
+                f"answer {index} has {len(answer.text):,} characters, "
+                f"more than the limit of {limits.answer_chars:,}",
+            )
     first_index: dict[str, int] = {}
     for index, answer in enumerate(answers):
         if answer.external_id in first_index:

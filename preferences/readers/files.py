@@ -1,20 +1,27 @@
 """Rows of a preference file, one at a time with the line they came from, however large the file is.
 
 `.jsonl` and gzip-compressed `.jsonl` are streamed line by line; a file whose first row opens a JSON array
-(`.json`) and Parquet files are read as whole rows numbered from 1. Every problem is an `ImportFailed`
-whose text is `FILE:LINE: what is wrong`.
+(`.json`) is streamed row by row, its rows numbered from 1, and so are Parquet files. Every problem is an
+`ImportFailed` whose text is `FILE:LINE: what is wrong`.
+
+The file comes from outside, so what one row may cost is bounded (`ReadLimits`): a line longer than the
+limit is refused once that many bytes were read, never held whole (a gzip file of 1 MB can expand to a
+line of gigabytes), and JSON nested deeper than the limit is refused before anything recurses over it.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
 import json
 import logging
+import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,6 +32,23 @@ logger = logging.getLogger(__name__)
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 PARQUET_BATCH_ROWS = 1024
+UTF8_BOM = codecs.BOM_UTF8
+# How much of a JSON-array file is read at a time (more while one row is longer).
+ARRAY_CHUNK_BYTES = 1 << 20
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one row of a file may hold; the importer fills them from settings, the engine keeps these."""
+
+    line_bytes: int = 16 * 1024 * 1024  # one line of .jsonl, one row of a JSON array
+    depth: int = 512  # JSON nesting; an Open-Assistant tree nests two levels per message
+    turns: int = 200  # turns of an item's conversation
+    turn_chars: int = 200_000  # characters of one turn
+    answers: int = 64  # answers of one item
+    answer_chars: int = 200_000  # characters of one answer
 
 
 class ImportFailed(ValueError):
@@ -35,6 +59,12 @@ class ImportFailed(ValueError):
         self.file = file
         self.line = line
         self.message = message
+
+
+def shown(value: Any, width: int = 60) -> str:
+    """`repr(value)` cut to `width` characters, for error messages about values of any size."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def type_name(value: Any) -> str:
@@ -69,10 +99,18 @@ class _TallyingReader(io.RawIOBase):
 class RowFile:
     """A preference file read row by row; remembers its digest, its row count and the rows it left out."""
 
-    def __init__(self, path: Path | str, *, name: str | None = None, progress: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        name: str | None = None,
+        progress: bool = False,
+        limits: ReadLimits | None = None,
+    ) -> None:
         self.path = Path(path)
         self.name = name or self.path.name
         self.progress = progress
+        self.limits = limits or ReadLimits()
         self.sha256 = ""
         self.lines_read = 0
         self.rows_read = 0
@@ -117,23 +155,29 @@ class RowFile:
             stream = gzip.GzipFile(fileobj=tally, mode="rb") if compressed else io.BufferedReader(tally)
             number = 0
             first_row = True
+            limit = self.limits.line_bytes
             try:
                 while True:
+                    # Split at "\n" only: JSON strings may hold U+2028 and the other characters that
+                    # str.splitlines() also splits at (the exports write them raw). Never more than the
+                    # limit: a longer line is refused without being held.
                     try:
-                        # Split at "\n" only: JSON strings may hold U+2028 and the other characters that
-                        # str.splitlines() also splits at (the exports write them raw).
-                        line = stream.readline()
+                        line = stream.readline(limit + 1)
                     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
                         self.fail(number + 1, f"the gzip data is damaged ({exc or 'truncated'})")
                     if not line:
                         break
                     number += 1
+                    if first_row:
+                        head = line[len(UTF8_BOM) :] if number == 1 and line.startswith(UTF8_BOM) else line
+                        if head.lstrip().startswith(b"["):
+                            yield from self._array_rows(stream, head)
+                            break
+                    if len(line) > limit and not line.endswith(b"\n"):
+                        self.fail(number, f"the line is longer than the limit of {limit:,} bytes")
                     text = self._decode(number, line)
                     if not text.strip():
                         continue
-                    if first_row and text.lstrip().startswith("["):
-                        yield from self._array_rows(number, text + self._decode(number, stream.read()))
-                        break
                     first_row = False
                     yield number, self._json(number, text)
                 self.sha256 = tally.sha256.hexdigest()
@@ -142,12 +186,90 @@ class RowFile:
                 if bar is not None:
                     bar.close()
 
-    def _array_rows(self, line: int, text: str) -> Iterator[tuple[int, Any]]:
-        """A file that is one JSON array of rows: its rows, numbered from 1."""
-        rows = self._json(line, text)
-        if not isinstance(rows, list):
-            self.fail(line, f"expected a JSON array of rows, got {type_name(rows)}")
-        yield from enumerate(rows, start=1)
+    def _read(self, number: int, read: Any) -> bytes:
+        """`read()` from the file, with damaged gzip data reported at line `number`."""
+        try:
+            return read()
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            self.fail(number, f"the gzip data is damaged ({exc or 'truncated'})")
+
+    def _array_rows(self, stream: io.BufferedIOBase, head: bytes) -> Iterator[tuple[int, Any]]:
+        """A file that is one JSON array of rows, `head` its start: its rows, numbered from 1, as they come.
+
+        Only the row being parsed is held (and at most the read-ahead of one chunk), each row held to the
+        line limit, so a `.json` file is no more costly than the same rows as `.jsonl`.
+        """
+        limit = self.limits.line_bytes
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        number = 0  # rows yielded
+        buffer = ""
+        position = 0
+        at_end = False
+
+        def fill() -> bool:
+            """Read on into `buffer`: a chunk, or as much as it holds past `position` (whichever is more)."""
+            nonlocal buffer, position, at_end
+            if at_end:
+                return False
+            size = max(ARRAY_CHUNK_BYTES, len(buffer) - position)
+            chunk = self._read(number + 1, lambda: stream.read(size))
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError:
+                self.fail(number + 1, "not valid UTF-8")
+            at_end = not chunk
+            buffer = buffer[position:] + text
+            position = 0
+            return not at_end
+
+        try:
+            buffer = decoder.decode(head)
+        except UnicodeDecodeError:
+            self.fail(1, "not valid UTF-8")
+        position = _WHITESPACE.match(buffer).end() + 1  # past the "["
+        expect_row = None  # None at the start, True after a comma, False after a row
+        while True:
+            position = _WHITESPACE.match(buffer, position).end()
+            if position == len(buffer):
+                if not fill():
+                    self.fail(number + 1, "the JSON array is not closed with ]")
+                continue
+            char = buffer[position]
+            if expect_row is not True and char == "]":
+                position += 1
+                break
+            if expect_row is False:
+                if char != ",":
+                    self.fail(number, f"not valid JSON: expected , or ] after row {number}")
+                position += 1
+                expect_row = True
+                continue
+            try:
+                row, end = _DECODER.raw_decode(buffer, position)
+            except RecursionError:
+                self.fail(number + 1, self._too_deep_for_python())
+            except ValueError as exc:
+                if not at_end and _cut_short(exc, len(buffer)):
+                    if len(buffer) - position > limit:
+                        self.fail(number + 1, f"the row is longer than the limit of {limit:,} bytes")
+                    fill()  # the row goes on past what was read so far
+                    continue
+                self.fail(number + 1, _json_problem(exc, column=False))
+            if end == len(buffer) and fill():
+                continue  # a number may go on in the next chunk: parse the row again, whole
+            if end - position > limit:
+                self.fail(number + 1, f"the row is longer than the limit of {limit:,} bytes")
+            number += 1
+            brackets = buffer.count("[", position, end) + buffer.count("{", position, end)
+            self._check_depth(number, row, brackets)
+            position = end
+            expect_row = False
+            yield number, row
+        while True:
+            if buffer[position:].strip(" \t\n\r"):
+                self.fail(number, "not valid JSON: more data after the array's closing ]")
+            if not fill():
+                break
 
     def _parquet_rows(self) -> Iterator[tuple[int, Any]]:
         import pyarrow.parquet as pq  # only Parquet files need it
@@ -170,15 +292,61 @@ class RowFile:
 
     def _json(self, number: int, text: str) -> Any:
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            self.fail(number, f"not valid JSON: {exc.msg} at column {exc.colno}")
+            value = _DECODER.decode(text)
+        except RecursionError:
+            self.fail(number, self._too_deep_for_python())
+        except ValueError as exc:
+            self.fail(number, _json_problem(exc))
+        self._check_depth(number, value, text.count("[") + text.count("{"))
+        return value
+
+    def _too_deep_for_python(self) -> str:
+        # json recurses once per level, up to the interpreter's recursion limit (~1,000 less the stack).
+        return f"JSON nested deeper than Python can read (the limit is {self.limits.depth} levels)"
+
+    def _check_depth(self, number: int, value: Any, brackets: int) -> None:
+        """Refuse a row nested deeper than the limit; its count of `[` and `{` spares most rows the walk."""
+        if brackets > self.limits.depth and _nesting_depth(value, self.limits.depth) > self.limits.depth:
+            self.fail(number, f"JSON nested deeper than the limit of {self.limits.depth} levels")
 
     def _decode(self, number: int, line: bytes) -> str:
         try:
             return line.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
             self.fail(number, f"not valid UTF-8 (byte {exc.start + 1})")
+
+
+def _json_problem(exc: ValueError, *, column: bool = True) -> str:
+    """What is wrong with text that json could not read (and where, when the text is one line)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc.msg}" + (f" at column {exc.colno}" if column else "")
+    # The one other ValueError json raises: an integer longer than Python converts (sys.int_info).
+    return f"not valid JSON here: a number with more than {sys.get_int_max_str_digits()} digits"
+
+
+def _cut_short(exc: ValueError, length: int) -> bool:
+    """Whether JSON text of `length` characters failed to parse only because it stops too early."""
+    if not isinstance(exc, json.JSONDecodeError):
+        return False
+    # A value cut at the end of the text fails there (or a few characters before: `tru`, `"\\u12`), and a
+    # string cut short fails where it starts.
+    return exc.pos >= length - 6 or exc.msg.startswith("Unterminated string")
+
+
+def _nesting_depth(value: Any, stop_above: int) -> int:
+    """How deep lists and objects nest in `value` (a scalar: 0), counted no further than `stop_above` + 1."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth > stop_above:
+            break
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 class RowList(RowFile):

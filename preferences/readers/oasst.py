@@ -14,7 +14,7 @@ from typing import Any
 from ..conversations import answer_key, conversation_key
 from ..records import AnswerRecord, ItemRecord, RankingRecord
 from . import fields
-from .files import RowFile, type_name
+from .files import RowFile, shown, type_name
 
 OASST_ROLES = {"prompter": "user", "assistant": "assistant"}
 # What a message-row reader keeps of each row until its tree is complete (texts, not labels/detoxify).
@@ -37,9 +37,11 @@ def is_tree_row(row: dict[str, Any]) -> bool:
     """A tree export line, or a root message node carrying its replies without the tree wrapper."""
     if "message_tree_id" in row and isinstance(row.get("prompt"), dict):
         return True
+    role = row.get("role")
     return (
         "message_tree_id" not in row
-        and row.get("role") in OASST_ROLES
+        and isinstance(role, str)
+        and role in OASST_ROLES
         and isinstance(row.get("replies"), list)
     )
 
@@ -143,19 +145,15 @@ def _items(source: RowFile, root: Any, line_of: LineOf) -> Iterator[ItemRecord]:
         if fields.flag(source, line, node.get("deleted"), "deleted"):
             continue
         role = node.get("role")
+        name = _name(node)
         if not isinstance(role, str) or role not in OASST_ROLES:
-            source.fail(
-                line,
-                f"message {node.get('message_id')} has unknown role {role!r} (expected prompter, assistant)",
-            )
+            source.fail(line, f"message {name} has unknown role {shown(role)} (expected prompter, assistant)")
         if expected_role is not None and role != expected_role:
             # Only two roles exist, so a wrong one means the same role twice in a row.
-            source.fail(
-                line, f"message {node.get('message_id')} has the role of the message it replies to ({role})"
-            )
+            source.fail(line, f"message {name} has the role of the message it replies to ({role})")
         if expected_role is None and role != "prompter":
             source.fail(line, "a tree must start with a prompter message")
-        text = fields.required_string(source, line, node, "text", f"text of message {node.get('message_id')}")
+        text = fields.required_string(source, line, node, "text", f"text of message {name}")
         conversation = [*thread, {"role": OASST_ROLES[role], "content": text}]
         replies = node.get("replies") or []
         if not isinstance(replies, list):
@@ -168,11 +166,37 @@ def _items(source: RowFile, root: Any, line_of: LineOf) -> Iterator[ItemRecord]:
             for reply in replies
             if not fields.flag(source, line_of(reply), reply.get("deleted"), "deleted")
         ]
+        if live:
+            # A thread that goes on is the context of what replies to it: held to the limits here, before a
+            # deep chain of message rows costs a copy of its ever longer thread per message.
+            _check_thread(source, line, name, conversation)
         if role == "prompter" and len(live) >= 2:
             yield _item(source, line, node, conversation, live, line_of)
         next_role = "assistant" if role == "prompter" else "prompter"
         for reply in reversed(live):
             stack.append((reply, conversation, next_role))
+
+
+def _name(node: dict) -> str:
+    """How an error names a message: its id, cut short, or `None`."""
+    message_id = node.get("message_id")
+    return message_id if isinstance(message_id, str) and len(message_id) <= 60 else shown(message_id)
+
+
+def _check_thread(source: RowFile, line: int, name: str, conversation: list[dict[str, str]]) -> None:
+    limits = source.limits
+    if len(conversation) > limits.turns:
+        source.fail(
+            line,
+            f"message {name} ends a thread of {len(conversation):,} turns, more than the limit of "
+            f"{limits.turns:,}",
+        )
+    if len(conversation[-1]["content"]) > limits.turn_chars:
+        source.fail(
+            line,
+            f"text of message {name} has {len(conversation[-1]['content']):,} characters, more than the "
+            f"limit of {limits.turn_chars:,} for a turn",
+        )
 
 
 def _item(
@@ -193,16 +217,12 @@ def _item(
     for index, reply in enumerate(replies):
         reply_line = line_of(reply)
         role = reply.get("role")
+        name = _name(reply)
         if not isinstance(role, str) or role not in OASST_ROLES:
-            source.fail(reply_line, f"message {reply.get('message_id')} has unknown role {role!r}")
+            source.fail(reply_line, f"message {name} has unknown role {shown(role)}")
         if role != "assistant":
-            source.fail(
-                reply_line,
-                f"message {reply.get('message_id')} replies to a prompter message but is not an assistant",
-            )
-        text = fields.required_string(
-            source, reply_line, reply, "text", f"text of message {reply.get('message_id')}"
-        )
+            source.fail(reply_line, f"message {name} replies to a prompter message but is not an assistant")
+        text = fields.required_string(source, reply_line, reply, "text", f"text of message {name}")
         if reply.get("message_id") is not None:
             answer_id = fields.identifier(source, reply_line, reply["message_id"], "message_id")
             index_of[answer_id] = index
@@ -215,9 +235,11 @@ def _item(
         rank = reply.get("rank")
         if rank is not None:
             if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
-                source.fail(reply_line, f"rank must be a whole number from 0 (best) or null, not {rank!r}")
+                source.fail(
+                    reply_line, f"rank must be a whole number from 0 (best) or null, not {shown(rank)}"
+                )
             ranked.append((rank, index))
-    fields.distinct_answers(source, line, answers)
+    fields.check_answers(source, line, answers)
 
     rankings = []
     if len(ranked) >= 2:
@@ -262,12 +284,12 @@ def _user_rankings(source: RowFile, line: int, node: dict, index_of: dict[str, i
             )
             if message_id in index_of:
                 if (index_of[message_id],) in order:
-                    source.fail(line, f"events.ranking of user {user_id} names {raw_id!r} twice")
+                    source.fail(line, f"events.ranking of user {user_id} names {shown(raw_id)} twice")
                 order.append((index_of[message_id],))
             elif not _is_reply_of(node, message_id):
                 source.fail(
                     line,
-                    f"events.ranking of user {user_id} names {raw_id!r}, not a reply of this message",
+                    f"events.ranking of user {user_id} names {shown(raw_id)}, not a reply of this message",
                 )
         not_rankable = fields.flag(source, line, event.get("not_rankable"), "not_rankable")
         # Replies deleted since are left out; an order of fewer than two says nothing.

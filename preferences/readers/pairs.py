@@ -106,6 +106,7 @@ def pair_item(source: RowFile, line: int, row: dict[str, Any]) -> ItemRecord | N
     external_id = item_key(source, line, row, conversation, id_fields=("item_id",))
     chosen_answer = AnswerRecord(text=chosen_text, external_id=answer_key(external_id, chosen_text))
     rejected_answer = AnswerRecord(text=rejected_text, external_id=answer_key(external_id, rejected_text))
+    fields.check_answers(source, line, [chosen_answer, rejected_answer])
     ranking = RankingRecord(
         order=((0,), (1,)),
         external_annotator=pair_annotator(chosen_answer.external_id, rejected_answer.external_id),

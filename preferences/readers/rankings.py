@@ -68,7 +68,7 @@ def ranking_row_item(source: RowFile, line: int, row: dict[str, Any]) -> ItemRec
         else:
             answer_id = answer_key(external_id, text)
         answers.append(AnswerRecord(text=text, external_id=answer_id, model_name=model_name))
-    fields.distinct_answers(source, line, answers)
+    fields.check_answers(source, line, answers)
 
     rankings = []
     if row.get("ranking") is not None:
