@@ -35,6 +35,18 @@ EventSink = Callable[[dict[str, Any]], None]
 ENGINE_VERSION = "1"
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm stopped being a finite number: every step after it would be noise."""
+
+
+# What `_Tally.nonfinite_kind` holds, 0 while every step was finite.
+_NONFINITE = {
+    1: "the loss became NaN",
+    2: "the loss became infinite",
+    3: "the gradient norm became NaN or infinite",
+}
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a training run; saved verbatim in the model metadata."""
@@ -270,12 +282,19 @@ class _Tally:
     last_loss: float = float("nan")
     step_loss: torch.Tensor | None = None  # the latest step's loss, on the device
     grad_norm: torch.Tensor | None = None  # the latest step's norm, None where the backend does not report it
+    # The first step whose loss or gradient norm was not finite, and how (a `_NONFINITE` key); 0 and 0 until
+    # then. On the device, read where the loss is read (`_divergence_check`).
+    nonfinite_step: torch.Tensor | None = None
+    nonfinite_kind: torch.Tensor | None = None
     eval_metrics: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def start(cls, device: torch.device) -> _Tally:
         """Nothing counted yet, with the device-side sums on `device`."""
-        return cls(*(torch.zeros((), device=device) for _ in range(3)))
+        tally = cls(*(torch.zeros((), device=device) for _ in range(3)))
+        tally.nonfinite_step = torch.zeros((), dtype=torch.long, device=device)
+        tally.nonfinite_kind = torch.zeros((), dtype=torch.long, device=device)
+        return tally
 
 
 def _config_checked(config: TrainConfig, train_groups: Sequence[Group], model: Any) -> TrainConfig:
@@ -460,8 +479,10 @@ def _epoch_run(
         bar.update(1)
         if tally.step % config.log_every == 0 or tally.step == total_steps:
             position = epoch + (start + len(chunk)) / max(len(plan), 1)
+            _divergence_check(training, tally, epoch)
             _progress_report(training, tally, position, epoch_start, total_steps, bar)
     if tally.step:
+        _divergence_check(training, tally, epoch)  # before this epoch's evaluation and the model's save
         tally.last_loss = float(tally.step_loss)
     _cuda_synchronize()
     epoch_seconds = time.perf_counter() - epoch_start
@@ -530,6 +551,35 @@ def _optimisation_step(training: _Training, tally: _Tally, chunk: list[list[int]
     training.optimizer.zero_grad(set_to_none=True)
     tally.step += 1
     tally.step_loss, tally.grad_norm = step_loss_t, grad_norm
+    _divergence_note(tally, step_loss_t, grad_norm)
+
+
+def _divergence_note(tally: _Tally, step_loss: torch.Tensor, grad_norm: torch.Tensor | None) -> None:
+    """Note the step if its loss or gradient norm is the first not finite: on the device, nothing read."""
+    kind = torch.isnan(step_loss).long() + 2 * torch.isinf(step_loss).long()
+    if grad_norm is not None:
+        kind = torch.where(kind == 0, 3 * (~torch.isfinite(grad_norm)).long(), kind)
+    first = tally.nonfinite_kind == 0
+    # The step number goes in as a kernel argument: a tensor made from it would be a copy to the device.
+    tally.nonfinite_step = torch.where(first, (kind > 0).long() * tally.step, tally.nonfinite_step)
+    tally.nonfinite_kind = torch.where(first, kind, tally.nonfinite_kind)
+
+
+def _divergence_check(training: _Training, tally: _Tally, epoch: int) -> None:
+    """Stop with `TrainingDiverged` once a step's loss or gradient norm was not finite (one read).
+
+    Read only where the loss is read anyway, so a diverged run takes at most `log_every` steps more before
+    it stops; every process stops at the same step (the flags are reduced over processes).
+    """
+    found = torch.stack([tally.nonfinite_step, tally.nonfinite_kind])
+    if training.accelerator.num_processes > 1:
+        found = training.accelerator.reduce(found, reduction="max")
+    step, kind = found.tolist()
+    if kind:
+        raise TrainingDiverged(
+            f"{_NONFINITE[kind]} at step {step} (epoch {epoch + 1}); "
+            f"lower the learning rate (it was {training.config.lr:g})"
+        )
 
 
 def _progress_report(
