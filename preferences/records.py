@@ -27,6 +27,9 @@ class RankingRecord:
     order: tuple[tuple[int, ...], ...]
     external_annotator: str = ""
     not_rankable: bool = False
+    # How much better the first answer is than the second, where a pair row states it (`margin`);
+    # trainers subtract it inside the Bradley-Terry term, as TRL and Llama 2's reward models do.
+    margin: float | None = None
 
 
 @dataclass

@@ -27,6 +27,7 @@ class EncodedGroup:
     pairs: list[tuple[int, int]]
     ranking: list[list[int]] | None
     truncated: int = 0
+    margins: list[float] | None = None
 
     @property
     def max_len(self) -> int:
@@ -50,11 +51,40 @@ def encode_group(group: Group, tokenizer: Any, max_length: int) -> EncodedGroup:
         pairs=list(group.pairs),
         ranking=group.ranking,
         truncated=sum(e.truncated for e in encoded),
+        margins=group.margins,
     )
 
 
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple if multiple > 1 else n
+
+
+def length_order(
+    lengths: Sequence[int],
+    costs: Sequence[int],
+    batch_tokens: int,
+    max_groups: int | None,
+    shuffle: bool,
+    seed: int,
+    window: int,
+) -> list[int]:
+    """Group indices in batching order: sorted by length, or with `shuffle` sorted inside shuffled windows.
+
+    A window holds about `window` batches' worth of groups (by their average `cost`), so batches hold
+    similar lengths, little padding, yet epochs differ.
+    """
+    order = list(range(len(lengths)))
+    if not shuffle:
+        order.sort(key=lambda j: lengths[j])
+        return order
+    random.Random(seed).shuffle(order)
+    avg_cost = sum(costs) / max(len(costs), 1)
+    per_batch = max(1, int(batch_tokens // max(avg_cost, 1)))
+    if max_groups:
+        per_batch = min(per_batch, max_groups)
+    span = max(per_batch * window, 1)
+    chunks = [order[i : i + span] for i in range(0, len(order), span)]
+    return [i for chunk in chunks for i in sorted(chunk, key=lambda j: lengths[j])]
 
 
 def plan_batches(
@@ -72,19 +102,8 @@ def plan_batches(
     batches hold similar lengths, little padding, yet epochs differ), and the batch order is shuffled.
     A group larger than the budget on its own still gets a batch: no data is dropped.
     """
-    order = list(range(len(groups)))
-    if shuffle:
-        rng = random.Random(seed)
-        rng.shuffle(order)
-        avg_cost = sum(len(g.input_ids) * g.max_len for g in groups) / max(len(groups), 1)
-        per_batch = max(1, int(batch_tokens // max(avg_cost, 1)))
-        if max_groups:
-            per_batch = min(per_batch, max_groups)
-        span = max(per_batch * window, 1)
-        chunks = [order[i : i + span] for i in range(0, len(order), span)]
-        order = [i for chunk in chunks for i in sorted(chunk, key=lambda j: groups[j].max_len)]
-    else:
-        order.sort(key=lambda j: groups[j].max_len)
+    costs = [len(g.input_ids) * g.max_len for g in groups]
+    order = length_order([g.max_len for g in groups], costs, batch_tokens, max_groups, shuffle, seed, window)
     batches: list[list[int]] = []
     current: list[int] = []
     n_answers = longest = 0
@@ -119,10 +138,7 @@ def collate(groups: Sequence[EncodedGroup], pad_token_id: int, pad_multiple: int
     has_types = all(g.token_type_ids is not None for g in groups)
     token_type_ids = torch.zeros((len(seqs), length), dtype=torch.long) if has_types else None
     row = 0
-    better, worse, pair_group = [], [], []
-    rankings: list[list[list[int]] | None] = []
-    for gi, g in enumerate(groups):
-        offset = row
+    for g in groups:
         for k, ids in enumerate(g.input_ids):
             input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, : len(ids)] = 1
@@ -130,24 +146,39 @@ def collate(groups: Sequence[EncodedGroup], pad_token_id: int, pad_multiple: int
                 types = g.token_type_ids[k]  # type: ignore[index]
                 token_type_ids[row, : len(types)] = torch.tensor(types, dtype=torch.long)
             row += 1
-        for b, w in g.pairs:
-            better.append(offset + b)
-            worse.append(offset + w)
-            pair_group.append(gi)
-        rankings.append([[offset + i for i in level] for level in g.ranking] if g.ranking else None)
     batch: dict[str, Any] = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
-        "better": torch.tensor(better, dtype=torch.long),
-        "worse": torch.tensor(worse, dtype=torch.long),
-        "pair_group": torch.tensor(pair_group, dtype=torch.long),
-        "rankings": rankings,
-        "group_sizes": [len(g.input_ids) for g in groups],
+        **pair_indices(groups, [len(g.input_ids) for g in groups]),
         "n_tokens": int(attention_mask.sum()),
     }
     if token_type_ids is not None:
         batch["token_type_ids"] = token_type_ids
     return batch
+
+
+def pair_indices(groups: Sequence[Any], group_sizes: Sequence[int]) -> dict[str, Any]:
+    """The loss's view of a batch: pairs, rankings and margins as indices into its flattened answers."""
+    better, worse, pair_group, margins = [], [], [], []
+    rankings: list[list[list[int]] | None] = []
+    offset = 0
+    for gi, (g, size) in enumerate(zip(groups, group_sizes, strict=True)):
+        for b, w in g.pairs:
+            better.append(offset + b)
+            worse.append(offset + w)
+            pair_group.append(gi)
+        margins += g.margins if g.margins is not None else [0.0] * len(g.pairs)
+        rankings.append([[offset + i for i in level] for level in g.ranking] if g.ranking else None)
+        offset += size
+    return {
+        "better": torch.tensor(better, dtype=torch.long),
+        "worse": torch.tensor(worse, dtype=torch.long),
+        "pair_group": torch.tensor(pair_group, dtype=torch.long),
+        "rankings": rankings,
+        "group_sizes": list(group_sizes),
+        # Only where some pair states a margin: otherwise the loss has no margin term at all.
+        "margins": torch.tensor(margins) if any(g.margins is not None for g in groups) else None,
+    }
 
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

@@ -38,6 +38,8 @@ class Group:
     # Tie groups of answer indices, best first, when the pairs come from (or reduce to) one ranking.
     # Plackett-Luce and best-vs-worst accuracy need it; Bradley-Terry only needs `pairs`.
     ranking: list[list[int]] | None = None
+    # A margin per pair (aligned with `pairs`) where the file states one; None when no pair has one.
+    margins: list[float] | None = None
 
     @property
     def answer_texts(self) -> list[str]:
@@ -180,6 +182,7 @@ def groups_from_items(
             local = [builder.answer(a.external_id, a.text, a.model_name) for a in item.answers]
             mapped = [[local[i] for i in level] for level in ranking.order]
             builder.pairs.extend((local[better], local[worse]) for better, worse in pairs)
+            builder.margins.extend([ranking.margin] * len(pairs))
             if not rankings_are_pairs:
                 builder.rankings.append(mapped)
     groups = []
@@ -202,6 +205,7 @@ class _GroupBuilder:
         self.answers: list[dict[str, str]] = []
         self.index: dict[str, int] = {}
         self.pairs: list[tuple[int, int]] = []
+        self.margins: list[float | None] = []
         self.rankings: list[list[list[int]]] = []
 
     def answer(self, answer_id: str, text: str, model: str = "") -> int:
@@ -224,4 +228,8 @@ class _GroupBuilder:
             ranking = ranking_from_pairs(len(self.answers), self.pairs)
         else:  # several annotators: their pairs all train, but no single ranking describes the item
             ranking = None
-        return Group(self.id, self.conversation, self.answers, list(self.pairs), ranking)
+        # A pair without a stated margin beside pairs with one has margin 0: the plain Bradley-Terry term.
+        margins = None
+        if any(m is not None for m in self.margins):
+            margins = [m or 0.0 for m in self.margins]
+        return Group(self.id, self.conversation, self.answers, list(self.pairs), ranking, margins)

@@ -14,9 +14,18 @@ import torch.nn.functional as F
 LOSSES = ("kwise", "plackett-luce")
 
 
-def bradley_terry_terms(rewards: torch.Tensor, better: torch.Tensor, worse: torch.Tensor) -> torch.Tensor:
-    """Per-pair Bradley-Terry loss -log sigmoid(r_better - r_worse) for every ordered pair."""
-    return -F.logsigmoid(rewards[better] - rewards[worse])
+def bradley_terry_terms(
+    rewards: torch.Tensor, better: torch.Tensor, worse: torch.Tensor, margins: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-pair Bradley-Terry loss -log sigmoid(r_better - r_worse - margin) for every ordered pair.
+
+    The margin (TRL's `margin` column, Llama 2's reward model) asks for a larger gap where the data says
+    one answer is much better; without margins it is 0.
+    """
+    difference = rewards[better] - rewards[worse]
+    if margins is not None:
+        difference = difference - margins
+    return -F.logsigmoid(difference)
 
 
 def centering_terms(rewards: torch.Tensor, better: torch.Tensor, worse: torch.Tensor) -> torch.Tensor:
@@ -81,17 +90,19 @@ def batch_loss_sum(
     rankings: Sequence[Sequence[Sequence[int]] | None],
     loss: str = "kwise",
     center_rewards_coefficient: float | None = None,
+    margins: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Summed loss of one micro-batch and the number of terms it holds (divide by the total over a step).
 
     `rankings[g]` holds group g's tie groups as indices into `rewards` (None when it has only pairs).
     Bradley-Terry counts one term per pair; Plackett-Luce one term per ranked group, and groups without a
-    ranking fall back to their Bradley-Terry pairs.
+    ranking fall back to their Bradley-Terry pairs. `margins` (one per pair, or None) enter the
+    Bradley-Terry terms only: a ranking's Plackett-Luce likelihood has no place for them.
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
     if loss == "kwise":
-        total = bradley_terry_terms(rewards, better, worse).sum()
+        total = bradley_terry_terms(rewards, better, worse, margins).sum()
         count = int(better.numel())
     else:
         pl = plackett_luce_group_terms(rewards, [r for r in rankings if r])
@@ -99,7 +110,8 @@ def batch_loss_sum(
         total, count = pl.sum(), int(pl.numel())
         if unranked_groups:
             mask = torch.isin(pair_group, torch.as_tensor(unranked_groups, device=pair_group.device))
-            total = total + bradley_terry_terms(rewards, better[mask], worse[mask]).sum()
+            pair_margins = None if margins is None else margins[mask]
+            total = total + bradley_terry_terms(rewards, better[mask], worse[mask], pair_margins).sum()
             count += int(mask.sum())
     if center_rewards_coefficient and better.numel():
         # Scaled so that, after dividing by `count`, it is the coefficient times the mean over pairs.

@@ -14,7 +14,6 @@ import torch
 
 from preferences.conversations import Message, normalize_conversation
 
-from .batching import EncodedGroup, collate, encode_group, plan_batches
 from .data import Group
 
 log = logging.getLogger(__name__)
@@ -111,13 +110,15 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 @torch.inference_mode()
 def score_encoded(
     model: Any,
-    groups: Sequence[EncodedGroup],
+    groups: Sequence[Any],
     pad_token_id: int,
     batch_tokens: int = 16384,
     device: torch.device | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> list[list[float]]:
-    """Rewards of every answer of every group, in group and answer order."""
+    """Rewards of every answer of every group (plain or packed), in group and answer order."""
+    from .packing import batch_rewards, collate_any, plan_any_batches
+
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -129,16 +130,13 @@ def score_encoded(
     autocast = (
         torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     )
-    for local_idx in plan_batches(
-        [groups[i] for i in scored], batch_tokens, shuffle=False, pad_multiple=pad_multiple
+    for local_idx in plan_any_batches(
+        [groups[i] for i in scored], batch_tokens, 0, shuffle=False, pad_multiple=pad_multiple
     ):
         batch_idx = [scored[j] for j in local_idx]
-        batch = collate([groups[i] for i in batch_idx], pad_token_id, pad_multiple)
-        inputs = {
-            k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch
-        }
+        batch = collate_any([groups[i] for i in batch_idx], pad_token_id, pad_multiple)
         with autocast:
-            rewards = model(**inputs).logits[:, 0].float().cpu().tolist()
+            rewards = batch_rewards(model, batch, device).float().cpu().tolist()
         pos = 0
         for i, size in zip(batch_idx, batch["group_sizes"], strict=True):
             out[i] = rewards[pos : pos + size]
@@ -182,8 +180,16 @@ class RewardScorer:
             )
             for i, (conv, ans) in enumerate(items)
         ]
-        encoded = [encode_group(g, self.tokenizer, self.max_length) for g in groups]
-        return score_encoded(self.model, encoded, self.tokenizer.pad_token_id, self.batch_tokens, self.device)
+        return score_encoded(
+            self.model, self.encode(groups), self.tokenizer.pad_token_id, self.batch_tokens, self.device
+        )
+
+    def encode(self, groups: Sequence[Group]) -> list[Any]:
+        """Tokenize groups for this model: the shared-prompt layout where it computes it exactly."""
+        from .packing import encode_groups, shared_prompt_supported
+
+        shared = shared_prompt_supported(self.model, self.max_length)
+        return encode_groups(groups, self.tokenizer, self.max_length, shared)
 
 
 _SCORERS: dict[str, RewardScorer] = {}

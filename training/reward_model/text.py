@@ -60,6 +60,70 @@ def render(tokenizer: Any, conversation: list[Message], answer: str, max_length:
     when the answer alone does not fit is the answer cut too, from its end, keeping the trailing special
     and template tokens.
     """
+    ids, types, regions = _encode(tokenizer, conversation, answer)
+    keep = _truncate(regions, max_length)
+    out_ids = [ids[i] for i in keep]
+    out_types = [types[i] for i in keep] if types is not None else None
+    return Encoded(out_ids, out_types, len(keep) < len(ids))
+
+
+@dataclass(frozen=True)
+class SharedEncoded:
+    """A group's answers as one shared prompt plus a suffix each: answer k's sequence is prompt + suffixes[k].
+
+    `truncated` counts the answers whose sequence is shorter than their untruncated rendering.
+    """
+
+    prompt: list[int]
+    suffixes: list[list[int]]
+    truncated: int
+
+
+def render_shared(
+    tokenizer: Any, conversation: list[Message], answers: list[str], max_length: int
+) -> SharedEncoded:
+    """Render every answer as `render` does, then split off the tokens all of them begin with as the prompt.
+
+    Without truncation, prompt + suffixes[k] is exactly `render`'s sequence for answer k. Over
+    `max_length`, the prompt is cut from the left (after the leading specials) until the longest answer
+    fits, so that every answer is read against the same context: the longest answer gets exactly `render`'s
+    sequence, shorter ones the same context rather than a longer one of their own. When not even the
+    longest answer fits beside the leading specials, nothing is shared: each suffix is `render`'s
+    sequence and the prompt is empty.
+    """
+    encoded = [_encode(tokenizer, conversation, answer) for answer in answers]
+    sequences = [ids for ids, _, _ in encoded]
+    if not sequences:
+        return SharedEncoded([], [], 0)
+    # Every suffix keeps at least its last token: that is where the reward is read.
+    shared = min(_common_prefix_length(sequences), min(len(s) for s in sequences) - 1)
+    longest = max(len(s) for s in sequences)
+    over = longest - max_length
+    if over <= 0:
+        return SharedEncoded(sequences[0][:shared], [s[shared:] for s in sequences], 0)
+    # The context is cut only where every answer has context, inside the shared prompt, after the head.
+    head = max(len(regions[0]) for _, _, regions in encoded)
+    context_end = min(len(regions[0]) + len(regions[1]) for _, _, regions in encoded)
+    if head + over <= min(shared, context_end):
+        prompt = sequences[0][:head] + sequences[0][head + over : shared]
+        return SharedEncoded(prompt, [s[shared:] for s in sequences], len(sequences))
+    plain = [render(tokenizer, conversation, answer, max_length) for answer in answers]
+    return SharedEncoded([], [e.input_ids for e in plain], sum(e.truncated for e in plain))
+
+
+def _common_prefix_length(sequences: list[list[int]]) -> int:
+    n = 0
+    for column in zip(*sequences, strict=False):
+        if any(token != column[0] for token in column):
+            break
+        n += 1
+    return n
+
+
+def _encode(
+    tokenizer: Any, conversation: list[Message], answer: str
+) -> tuple[list[int], list[int] | None, Regions]:
+    """Untruncated token ids of conversation + answer, their token types and the regions they split into."""
     if uses_chat_template(tokenizer):
         text = _chat_string(tokenizer, conversation, answer)
         bos = getattr(tokenizer, "bos_token", None)
@@ -80,12 +144,8 @@ def render(tokenizer: Any, conversation: list[Message], answer: str, max_length:
             return_offsets_mapping=True,
         )
         regions = _regions_by_sequence(enc.sequence_ids(0), enc["input_ids"])
-    ids = list(enc["input_ids"])
     types = list(enc["token_type_ids"]) if "token_type_ids" in enc else None
-    keep = _truncate(regions, max_length)
-    out_ids = [ids[i] for i in keep]
-    out_types = [types[i] for i in keep] if types is not None else None
-    return Encoded(out_ids, out_types, len(keep) < len(ids))
+    return list(enc["input_ids"]), types, regions
 
 
 # A sequence is split into regions: head (leading specials), context, answer, tail (what follows the
