@@ -1,10 +1,16 @@
-"""Import a generated file of N Open-Assistant message rows or ranking rows and report speed and peak memory.
+"""Import a generated file of N Open-Assistant message rows or ranking rows and report speed and peak memory;
+or import a hostile file, which must be refused, and report the peak memory of refusing it.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rewardlab SECRET_KEY=bench \
         .venv/bin/python benchmarks/import_large_file.py --format oasst-messages --trees 20000
+    ... benchmarks/import_large_file.py --hostile gzip-bomb    # ~1 MB of .jsonl.gz, one line of 1 GiB
+    ... benchmarks/import_large_file.py --hostile long-line    # one line of 200 MB
+    ... benchmarks/import_large_file.py --hostile array-bomb   # ~1 MB of .json.gz, its second row 1 GiB
 
 The import runs in a throwaway project that is deleted afterwards. Peak memory (ru_maxrss) should
-stay flat as the file grows: run it at two sizes and compare.
+stay flat as the file grows: run it at two sizes and compare. A hostile file is imported in a child
+process of its own, so that the peak is that import's and not the file generator's; `--size-mb` sets
+the size of its long line.
 """
 
 import argparse
@@ -12,6 +18,7 @@ import gzip
 import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,12 +87,96 @@ def ranking_rows(rows: int):
         }
 
 
+# Each hostile file: its name, default size of its long line in MB, and the text around that line.
+HOSTILE = {
+    "gzip-bomb": ("bomb.jsonl.gz", 1024, b'{"prompt": "', b'", "answers": ["a", "b"]}\n'),
+    "long-line": ("long.jsonl", 200, b'{"prompt": "', b'", "answers": ["a", "b"]}\n'),
+    "array-bomb": (
+        "bomb.json.gz",
+        1024,
+        b'[{"prompt": "Hi?", "answers": ["a", "b"]},\n{"prompt": "',
+        b'", "answers": ["a", "b"]}]\n',
+    ),
+}
+
+
+def write_hostile(kind: str, folder: Path, size_mb: int) -> Path:
+    """A file whose one long line (or array row) holds `size_mb` MB of one letter: ~1,000x smaller in gzip."""
+    name, _, prefix, suffix = HOSTILE[kind]
+    path = folder / name
+    block = b"x" * 1_000_000
+    with gzip.open(path, "wb", compresslevel=9) if name.endswith(".gz") else path.open("wb") as out:
+        out.write(prefix)
+        for _ in range(size_mb):
+            out.write(block)
+        out.write(suffix)
+    return path
+
+
+def import_in_this_process(path: Path) -> dict:
+    """Import `path` into a throwaway project; what happened, how long it took and the peak RSS."""
+    from annotation.imports import ImportFailed
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    project = Project.objects.create(name=f"benchmark-hostile-{os.getpid()}-{time.time()}")
+    started, cpu_started = time.perf_counter(), time.process_time()
+    try:
+        batch = import_file(path=path, project=project)
+        outcome = f"imported ({batch.items_created} items)"
+    except ImportFailed as exc:
+        outcome = f"refused: {exc}"
+    except Exception as exc:  # what an import that lets such a file through dies of (a 500 in the API)
+        outcome = f"failed with {type(exc).__name__}: {str(exc)[:200]}"
+    finally:
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        project.delete()
+    return {
+        "outcome": outcome,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "rss_before_mib": rss_before,
+        "rss_peak_mib": rss_peak,
+    }
+
+
+def hostile(kind: str, size_mb: int | None) -> None:
+    size_mb = size_mb or HOSTILE[kind][1]
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_hostile(kind, Path(folder), size_mb)
+        child = subprocess.run(
+            [sys.executable, __file__, "--import-in-child", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        result = json.loads(child.stdout.splitlines()[-1])
+        file_mb = path.stat().st_size / 1e6
+    # The child's own figure, checked against what the kernel says of the (only) child.
+    children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(
+        f"{kind}: {file_mb:.1f} MB file, a line of {size_mb:,} MB; {result['outcome']}\n"
+        f"  in {result['seconds']:.2f} s (importer CPU {result['cpu_seconds']:.2f} s); peak RSS "
+        f"{result['rss_peak_mib']:.0f} MiB (before the import {result['rss_before_mib']:.0f} MiB; "
+        f"the child's ru_maxrss {children_peak:.0f} MiB)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--format", choices=["oasst-messages", "rankings"], default="oasst-messages")
     parser.add_argument("--trees", type=int, default=20000, help="trees (oasst-messages) or rows (rankings)")
     parser.add_argument("--gz", action="store_true")
+    parser.add_argument("--hostile", choices=sorted(HOSTILE), help="import a hostile file instead")
+    parser.add_argument("--size-mb", type=int, help="the hostile file's long line, in MB")
+    parser.add_argument("--import-in-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.import_in_child:
+        print(json.dumps(import_in_this_process(args.import_in_child)))
+        return
+    if args.hostile:
+        hostile(args.hostile, args.size_mb)
+        return
 
     rows = oasst_rows(args.trees) if args.format == "oasst-messages" else ranking_rows(args.trees)
     with tempfile.TemporaryDirectory() as folder:

@@ -207,11 +207,12 @@ class RowFile:
         at_end = False
 
         def fill() -> bool:
-            """Read on into `buffer`: a chunk, or as much as it holds past `position` (whichever is more)."""
+            """Read on into `buffer`: as much as it holds past `position` (a chunk at least), to the limit."""
             nonlocal buffer, position, at_end
             if at_end:
                 return False
-            size = max(ARRAY_CHUNK_BYTES, len(buffer) - position)
+            pending = len(buffer) - position
+            size = max(ARRAY_CHUNK_BYTES, min(pending, limit + 1 - pending))
             chunk = self._read(number + 1, lambda: stream.read(size))
             try:
                 text = decoder.decode(chunk, final=not chunk)
