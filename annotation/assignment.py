@@ -255,11 +255,12 @@ def _locked_assignment(*, assignment_id: int, annotator: AbstractBaseUser) -> As
     assignment = (
         Assignment.objects.select_for_update(of=("self",))
         .select_related("project")
-        .filter(pk=assignment_id, annotator=annotator)
+        .filter(pk=assignment_id, annotator=annotator, project__is_active=True)
         .first()
     )
     if assignment is None:
-        raise AssignmentNotFound("This assignment does not exist or is not yours.")
+        # A paused project's leases are gone with it: inactive projects are invisible to annotators.
+        raise AssignmentNotFound("This assignment does not exist, is not yours, or its project is paused.")
     return assignment
 
 

@@ -4,7 +4,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from tests.factories import UserFactory
+from tests.factories import STAFF_PERMISSIONS, UserFactory
 
 
 def pytest_configure(config):
@@ -29,7 +29,8 @@ def annotator(db):
 
 @pytest.fixture
 def staff(db):
-    return UserFactory(is_staff=True)
+    """A staff member holding every permission the API and the staff pages ask for (not a superuser)."""
+    return UserFactory(is_staff=True, permissions=STAFF_PERMISSIONS)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 
 from annotation.models import Answer, ImportBatch, Item, Project, Ranking
 
@@ -19,6 +20,33 @@ class UserFactory(factory.django.DjangoModelFactory):
     def save_password(obj, create, extracted, **kwargs):
         if create:
             obj.save()
+
+    @factory.post_generation
+    def permissions(obj, create, extracted, **kwargs):
+        """`permissions=["annotation.change_project", ...]`: the Django permissions this user holds."""
+        for name in extracted or ():
+            app_label, codename = name.split(".")
+            obj.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+
+
+# Every permission the API and the staff pages ask of staff, each for the actions named beside it.
+STAFF_PERMISSIONS = (
+    "annotation.view_project",  # every project, with its staff-only settings
+    "annotation.add_project",
+    "annotation.change_project",  # and importing into it
+    "annotation.delete_project",
+    "annotation.view_item",
+    "annotation.view_importjob",
+    "annotation.view_ranking",  # exports and agreement figures
+    "annotation.view_exportsnapshot",
+    "training.view_trainingrun",
+    "training.add_trainingrun",  # start and retry runs
+    "training.change_trainingrun",  # cancel them
+    "training.view_rewardmodel",  # list, download and score with them
+    "training.change_rewardmodel",  # activate one
+)
 
 
 class ProjectFactory(factory.django.DjangoModelFactory):

@@ -1,7 +1,7 @@
 """Domain errors become responses in one place: the API's exception handler (common.api)."""
 
 import pytest
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import NotAuthenticated, ValidationError
 
 from annotation.assignment import AssignmentConflict, AssignmentNotFound, RankingInvalid
 from annotation.imports import ImportQueueUnavailable, ProjectImporting
@@ -35,6 +35,20 @@ def test_each_kind_of_domain_error_answers_its_status_with_the_documented_body(e
     assert response.data == {"detail": str(error)}
 
 
+def test_a_failed_validation_answers_the_documented_body_with_each_field_beside_it():
+    nested = ValidationError({"order": {3: ["A valid integer is required."]}, "comment": ["Too long."]})
+    plain = ValidationError("The two dates are the wrong way round.")
+
+    assert exception_handler(nested, {}).data == {
+        "detail": "order: 3: A valid integer is required.",
+        "errors": {"order": {3: ["A valid integer is required."]}, "comment": ["Too long."]},
+    }
+    assert exception_handler(plain, {}).data == {
+        "detail": "The two dates are the wrong way round.",
+        "errors": {"non_field_errors": ["The two dates are the wrong way round."]},
+    }
+
+
 def test_other_exceptions_are_left_to_drf():
     assert exception_handler(NotAuthenticated(), {}).status_code == 401
     assert exception_handler(RuntimeError("a bug"), {}) is None  # Django's 500, logged
@@ -45,7 +59,8 @@ def test_other_exceptions_are_left_to_drf():
 def test_a_project_filter_that_is_no_id_is_a_400_not_a_500(staff_client, path):
     ProjectFactory()
 
-    for value in ("²", "x", "-1"):
+    for value in ("²", "x", "-1", "0", "9" * 5000, str(2**63), "1\x00"):
         response = staff_client.get(path, {"project": value})
         assert response.status_code == 400, (value, response.content)
-        assert response.json() == {"project": "must be a project id"}
+        assert response.json()["detail"].startswith("project: "), response.json()
+        assert set(response.json()["errors"]) == {"project"}

@@ -103,12 +103,43 @@ def test_the_export_comes_gzipped_or_as_parquet_on_request(project, staff_client
         ("format=pairs&min_annotators=many", "whole number"),
         ("format=pairs&since=yesterday", "date"),
         ("format=pairs&pairs_from=nowhere", "pairs_from"),
+        # Well-formed but no moment: year 0, a day that does not exist, beyond year 9999 once in UTC.
+        ("format=pairs&since=0000-01-01", "since must be a date"),
+        ("format=pairs&until=2025-02-30", "until must be a date"),
+        ("format=pairs&since=0001-01-01T00:00:00%2B01:00", "since must be a date"),
+        ("format=pairs&until=9999-12-31T23:59:59-01:00", "until must be a date"),
+        ("format=pairs&since=2025-01-01T00:00:00%2B99:00", "since must be a date"),
+        ("format=pairs&min_annotators=99999999999999999999", "min_annotators must be from 0"),
+        ("format=pairs&min_annotators=" + "9" * 5000, "whole number"),
     ],
 )
 def test_a_bad_export_request_answers_400_with_the_reason(project, staff_client, query, message):
     response = staff_client.get(f"/api/projects/{project.pk}/export/?{query}")
     assert response.status_code == 400
     assert message in response.json()["detail"]
+
+
+def test_the_agreement_figures_refuse_a_date_that_is_no_moment_too(project, staff_client):
+    response = staff_client.get(f"/api/projects/{project.pk}/agreement/?since=0000-01-01")
+    assert response.status_code == 400
+    assert "since must be a date" in response.json()["detail"]
+
+
+def test_a_snapshot_whose_file_is_gone_is_404_with_a_message(project, media, staff_client):
+    snapshot = export_snapshot_create(project=project, format="pairs")
+    (media / snapshot.file.name).unlink()
+
+    response = staff_client.get(f"/api/snapshots/{snapshot.pk}/download/")
+
+    assert response.status_code == 404
+    assert "no longer in the media storage" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("query", ["format=csv", "container=zip", "format=pairs%00"])
+def test_the_snapshot_list_refuses_a_filter_that_names_no_format_or_file_type(project, staff_client, query):
+    response = staff_client.get(f"/api/projects/{project.pk}/snapshots/?{query}")
+    assert response.status_code == 400
+    assert response.json()["detail"].split(":")[0] in ("format", "container")
 
 
 def test_an_unknown_project_is_404(staff_client):

@@ -79,7 +79,8 @@ def test_staff_can_name_the_format(staff_client):
     assert wrong.status_code == 400
     assert wrong.json()["detail"] == "rows.jsonl:1: chosen is missing"
     assert unknown.status_code == 400
-    assert "format" in unknown.json()
+    assert unknown.json()["detail"] == 'format: "csv" is not a valid choice.'
+    assert set(unknown.json()["errors"]) == {"format"}
 
 
 def test_a_bad_upload_answers_400_with_the_line_and_imports_nothing(staff_client):

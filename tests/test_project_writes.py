@@ -61,9 +61,9 @@ def test_the_api_refuses_a_mistyped_training_argument_on_create_and_on_change(st
     )
 
     assert created.status_code == 400
-    assert "Unknown training argument 'epoch'" in created.json()["training_arguments"][0]
+    assert "Unknown training argument 'epoch'" in created.json()["errors"]["training_arguments"][0]
     assert not Project.objects.filter(name="Typo").exists()
-    assert changed.status_code == 400 and "finite number" in changed.json()["training_arguments"][0]
+    assert changed.status_code == 400 and "finite number" in changed.json()["errors"]["training_arguments"][0]
     project.refresh_from_db()
     assert project.training_arguments == {"epochs": 2}
 
@@ -73,7 +73,7 @@ def test_the_api_refuses_text_the_database_cannot_store(staff_client):
         "/api/projects/", {"name": "Labels", "flag_labels": ["spam", "bad\x00label"]}, format="json"
     )
 
-    assert response.status_code == 400 and "NUL" in response.json()["flag_labels"][0]
+    assert response.status_code == 400 and "NUL" in response.json()["errors"]["flag_labels"][0]
 
 
 def test_a_project_created_or_changed_over_the_api_comes_back_whole(staff_client):

@@ -65,6 +65,56 @@ def test_cancel_a_queued_run_then_retry_it(staff_client):
     assert retried.json()["retry_of"] == run.pk and retried.json()["arguments"] == {"epochs": 1}
 
 
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ('{"epochs": 1e400}', "'epochs' must be a whole number"),
+        ('{"lr": "nan"}', "'lr' must be a finite number"),
+        ('{"lr": 1e400}', "'lr' must be a finite number"),
+        ('{"eval_fraction": -1e400}', "'eval_fraction' must be a finite number"),
+        ('{"base_model": "a\\u0000b"}', "NUL"),
+        ('{"base_model": "\\ud800"}', "lone surrogate"),
+        ('"epochs=3"', "Expected a dictionary"),
+    ],
+)
+def test_run_arguments_that_are_no_finite_numbers_or_no_text_are_400_on_create_and_retry(
+    staff_client, arguments, message
+):
+    project = ProjectFactory()
+    failed = TrainingRun.objects.create(project=project, trigger="api", status="failed")
+
+    created = staff_client.post(
+        RUNS, f'{{"project": {project.pk}, "arguments": {arguments}}}', content_type="application/json"
+    )
+    retried = staff_client.post(
+        f"{RUNS}{failed.pk}/retry/", f'{{"arguments": {arguments}}}', content_type="application/json"
+    )
+
+    for response in (created, retried):
+        assert response.status_code == 400, response.content
+        assert response.json()["detail"].startswith("arguments: ")
+        assert message in response.json()["detail"]
+    assert TrainingRun.objects.filter(project=project).count() == 1
+
+
+def test_a_json_constant_that_is_no_number_is_a_parse_error(staff_client):
+    project = ProjectFactory()
+
+    response = staff_client.post(
+        RUNS, f'{{"project": {project.pk}, "arguments": {{"lr": NaN}}}}', content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert "JSON parse error" in response.json()["detail"]
+
+
+def test_runs_list_refuses_a_status_that_is_none_of_the_states(staff_client):
+    response = staff_client.get(RUNS, {"status": "done\x00"})
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("status: ")
+
+
 def test_runs_list_filters_by_project_and_status(staff_client):
     mine = TrainingRun.objects.create(project=ProjectFactory(), trigger="api", status="failed")
     TrainingRun.objects.create(project=mine.project, trigger="api")
@@ -80,7 +130,10 @@ def test_a_project_filter_that_is_not_an_id_is_refused_with_the_field_named(staf
     response = staff_client.get(url, {"project": "abc"})
 
     assert response.status_code == 400
-    assert response.json() == {"project": "must be a project id"}
+    assert response.json() == {
+        "detail": "project: A valid integer is required.",
+        "errors": {"project": ["A valid integer is required."]},
+    }
 
 
 @pytest.fixture
@@ -130,7 +183,10 @@ def test_download_of_a_deleted_artifact_is_404(staff_client, two_versions, tmp_p
     first, _ = two_versions
     RewardModel.objects.filter(pk=first.pk).update(artifact_path=str(tmp_path / "gone"))
 
-    assert staff_client.get(f"{MODELS}{first.pk}/download/").status_code == 404
+    response = staff_client.get(f"{MODELS}{first.pk}/download/")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "The model's files are no longer on disk."}
 
 
 def test_scoring_without_an_active_model_says_so(staff_client):
@@ -144,6 +200,51 @@ def test_scoring_without_an_active_model_says_so(staff_client):
 
     assert response.status_code == 409
     assert "no active reward model" in response.json()["detail"]
+
+
+def test_scoring_with_an_active_model_whose_files_are_gone_is_503_with_the_reason(staff_client, tmp_path):
+    project = ProjectFactory()
+    RewardModel.objects.create(
+        project=project, version=1, artifact_path=str(tmp_path / "deleted"), is_active=True
+    )
+
+    response = staff_client.post(
+        f"/api/projects/{project.pk}/score/",
+        {"conversation": [{"role": "user", "content": "hi"}], "answers": ["a"]},
+        format="json",
+    )
+
+    assert response.status_code == 503
+    assert "no longer on disk" in response.json()["detail"]
+    assert project.pk not in scorers_loaded()
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ('{"conversation": [{"role": "user", "content": "hi"}], "answers": ["bad \\ud800"]}', "answers"),
+        ('{"conversation": [{"role": "user", "content": "\\udfff"}], "answers": ["a"]}', "conversation"),
+        ({"conversation": [{"role": "user", "content": "hi"}], "answers": [{"text": "nul \x00"}]}, "answers"),
+        ({"conversation": [{"role": "user", "content": "hi"}], "answers": ["a"] * 257}, "answers"),
+        ({"conversation": [{"role": "user", "content": "hi"}], "answers": [7]}, "answers"),
+        ({"conversation": [{"role": "robot", "content": "hi"}], "answers": ["a"]}, "conversation"),
+        ({"conversation": [], "answers": ["a"]}, "conversation"),
+    ],
+)
+def test_a_score_request_that_is_no_conversation_and_answers_is_400_naming_the_field(
+    staff_client, two_versions, body, field
+):
+    first, _ = two_versions
+
+    url = f"/api/projects/{first.project_id}/score/"
+    if isinstance(body, str):  # a lone surrogate only travels as a JSON escape
+        response = staff_client.post(url, body, content_type="application/json")
+    else:
+        response = staff_client.post(url, body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"].startswith(f"{field}: ")
+    assert first.project_id not in scorers_loaded()  # refused before the model was even loaded
 
 
 def test_scoring_reloads_the_model_when_the_active_version_changes(staff_client, two_versions):

@@ -168,3 +168,33 @@ def test_runs_page_shows_the_chosen_run_and_not_another_projects(staff_browser, 
     assert f"Run #{older.pk}" in html and "CUDA out of memory" in html
     assert reverse("training:run-retry", args=[older.pk]) in html
     assert staff_browser.get(url, {"run": other.pk}).status_code == 404
+
+
+def test_a_run_parameter_that_is_no_run_id_is_404_not_500(staff_browser, running_run):
+    url = reverse("training:project-runs", args=[running_run.project_id])
+
+    for value in ("²", "x", "-1", "9" * 5000, str(2**63)):
+        assert staff_browser.get(url, {"run": value}).status_code == 404, value
+    assert staff_browser.get(url, {"run": ""}).status_code == 200  # no choice: the latest run
+
+
+def test_the_page_buttons_need_the_permissions_the_api_asks_for(running_run, tmp_path):
+    project = running_run.project
+    version = RewardModel.objects.create(
+        project=project, version=1, artifact_path=str(tiny_base_model_save(tmp_path / "v1"))
+    )
+    buttons = {
+        reverse("training:project-retrain", args=[project.pk]): "training.add_trainingrun",
+        reverse("training:run-cancel", args=[running_run.pk]): "training.change_trainingrun",
+        reverse("training:run-retry", args=[running_run.pk]): "training.add_trainingrun",
+        reverse("training:model-activate", args=[version.pk]): "training.change_rewardmodel",
+    }
+    unprivileged = Client()
+    unprivileged.force_login(UserFactory(is_staff=True))
+
+    for url, permission in buttons.items():
+        assert unprivileged.post(url).status_code == 403, url
+        allowed = Client()
+        allowed.force_login(UserFactory(is_staff=True, permissions=[permission]))
+        assert allowed.post(url).status_code == 302, url
+    assert unprivileged.get(reverse("training:model-download", args=[version.pk])).status_code == 403

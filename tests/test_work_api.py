@@ -162,9 +162,93 @@ def test_a_bad_submit_is_400_with_a_message_the_page_can_show(annotator_client, 
         payload = {"order": order, "flags": {str(order[0][0]): payload["flags"]["ANSWER"]}}
     response = _submit(annotator_client, body["assignment"]["id"], **payload)
     assert response.status_code == 400
-    assert set(response.json()) == {"detail"}
+    assert set(response.json()) <= {"detail", "errors"}  # errors: each field's messages, for a form
     assert message in response.json()["detail"]
     assert not Ranking.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ({"order": [[1]] * 65}, "order: Ensure this field has no more than 64 elements."),
+        ({"order": [list(range(1, 66))]}, "order: 0: Ensure this field has no more than 64 elements."),
+        ({"order": [[1, 2]] * 40}, "order: An item has at most 64 answers to rank."),
+        ({"order": [[2**63]]}, "order: 0: 0: Ensure this value is less than or equal to"),
+        ({"order": [[0]]}, "order: 0: 0: Ensure this value is greater than or equal to 1."),
+        (
+            {"order": [], "comment": "x" * 5001},
+            "comment: Ensure this field has no more than 5000 characters.",
+        ),
+        ({"order": [], "seconds_spent": 1e300}, "seconds_spent: Ensure this value is less than or equal to"),
+        ({"order": [], "flags": {str(i): [] for i in range(65)}}, "flags: An item has at most 64 answers"),
+        ({"order": [], "flags": {"1": ["x" * 101]}}, "flags: 1: 0: Ensure this field has no more than 100"),
+    ],
+)
+def test_a_submit_larger_than_any_item_is_refused_before_it_is_built(annotator_client, payload, message):
+    project = ProjectFactory(allow_ties=True)
+    ItemFactory(project=project)
+    assignment_id = _next(annotator_client, project).json()["assignment"]["id"]
+
+    response = _submit(annotator_client, assignment_id, **payload)
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith(message)
+    assert not Ranking.objects.exists()
+
+
+def test_a_submit_body_of_megabytes_is_refused_unread(annotator_client, settings):
+    # Finding 6 of issue #12: 1.7 million `order` groups in 17.6 MB took 15.7 s and ~860 MB to refuse.
+    project = ProjectFactory()
+    ItemFactory(project=project)
+    assignment_id = _next(annotator_client, project).json()["assignment"]["id"]
+    body = '{"order": [' + ",".join(["[1]"] * 1_700_000) + "]}"
+
+    response = annotator_client.post(
+        f"/api/assignments/{assignment_id}/submit/", body, content_type="application/json"
+    )
+
+    assert len(body) > settings.API_BODY_MAX_BYTES
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": f"The request body is larger than {settings.API_BODY_MAX_BYTES} bytes."
+    }
+
+
+def test_a_submit_just_under_the_body_limit_is_refused_by_the_length_of_order(annotator_client):
+    project = ProjectFactory()
+    ItemFactory(project=project)
+    assignment_id = _next(annotator_client, project).json()["assignment"]["id"]
+    body = '{"order": [' + ",".join(["[1]"] * 400_000) + "]}"  # 1.6 MB
+
+    response = annotator_client.post(
+        f"/api/assignments/{assignment_id}/submit/", body, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == "order: Ensure this field has no more than 64 elements."
+
+
+def test_an_inactive_project_is_invisible_to_the_work_loop(annotator_client):
+    project = ProjectFactory()
+    ItemFactory(project=project)
+    body = _next(annotator_client, project).json()
+    assignment_id = body["assignment"]["id"]
+    project.is_active = False
+    project.save()
+
+    calls = {
+        "next": _next(annotator_client, project),
+        "progress": annotator_client.get(f"/api/projects/{project.pk}/progress/"),
+        "submit": _submit(annotator_client, assignment_id, order=_ranked_order(body)),
+        "skip": annotator_client.post(f"/api/assignments/{assignment_id}/skip/"),
+        "project": annotator_client.get(f"/api/projects/{project.pk}/"),
+    }
+
+    assert {name: response.status_code for name, response in calls.items()} == dict.fromkeys(calls, 404)
+    assert "paused" in calls["next"].json()["detail"]
+    assert "paused" in calls["submit"].json()["detail"]
+    assert not Ranking.objects.exists()
+    assert Assignment.objects.get(pk=assignment_id).status == Assignment.Status.OPEN
 
 
 def test_ties_are_400_when_the_project_does_not_allow_them(annotator_client):

@@ -1,10 +1,9 @@
-"""REST API for training runs, reward-model versions and scoring (staff only)."""
+"""REST API for training runs, reward-model versions and scoring (staff with the model permissions)."""
 
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
@@ -17,8 +16,14 @@ from rest_framework.views import APIView
 
 from annotation.models import Project
 from annotation.projects import TrainingArgumentsInvalid, training_arguments_validate
-from common.api import PROJECT_PARAMETER, ErrorSerializer, project_filter
-from common.permissions import IsStaff
+from common.api import (
+    BoundedListField,
+    ErrorSerializer,
+    ProjectQuerySerializer,
+    project_filter,
+    query_validated,
+)
+from common.permissions import StaffWithPermissions
 
 from . import registry, runs
 from .artifacts import directory_archive_stream
@@ -113,35 +118,46 @@ class RewardModelSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TrainingRunQuerySerializer(ProjectQuerySerializer):
+    status = serializers.ChoiceField(choices=TrainingRun.Status.choices, required=False)
+
+
 @extend_schema_view(
     list=extend_schema(
-        summary="Training runs, newest first",
-        parameters=[
-            PROJECT_PARAMETER,
-            OpenApiParameter("status", OpenApiTypes.STR, enum=TrainingRun.Status.values),
-        ],
+        summary="Training runs, newest first (staff with view_trainingrun)",
+        parameters=[TrainingRunQuerySerializer],
     ),
-    retrieve=extend_schema(summary="One training run with its live progress"),
+    retrieve=extend_schema(summary="One training run with its live progress (staff with view_trainingrun)"),
 )
 class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
     """Runs: list, detail (poll it for progress), create, cancel and retry."""
 
-    permission_classes = [IsStaff]
+    permission_classes = [StaffWithPermissions]
+    staff_permissions = {
+        "list": ("training.view_trainingrun",),
+        "retrieve": ("training.view_trainingrun",),
+        "create": ("training.add_trainingrun",),
+        "retry": ("training.add_trainingrun",),  # it starts a new run
+        "cancel": ("training.change_trainingrun",),
+    }
     serializer_class = TrainingRunSerializer
 
     def get_queryset(self):
-        queryset = project_filter(TrainingRun.objects.select_related("reward_model"), self.request)
-        run_status = self.request.query_params.get("status")
+        queryset = TrainingRun.objects.select_related("reward_model")
+        if self.action != "list":
+            return queryset
+        queryset = project_filter(queryset, self.request)
+        run_status = query_validated(TrainingRunQuerySerializer, self.request).get("status")
         if run_status:
             queryset = queryset.filter(status=run_status)
         return queryset
 
     @extend_schema(
-        summary="Start a training run",
+        summary="Start a training run (staff with add_trainingrun)",
         request=TrainingRunCreateSerializer,
         responses={
             201: TrainingRunSerializer,
-            400: OpenApiResponse(description="Invalid project or arguments."),
+            400: OpenApiResponse(ErrorSerializer, description="Invalid project or arguments."),
             409: OpenApiResponse(
                 ErrorSerializer, description="A run of this project is already queued or running."
             ),
@@ -162,7 +178,7 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="Cancel a queued or running run",
+        summary="Cancel a queued or running run (staff with change_trainingrun)",
         request=None,
         responses={200: TrainingRunSerializer, 409: OpenApiResponse(ErrorSerializer)},
     )
@@ -172,7 +188,7 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(TrainingRunSerializer(run).data)
 
     @extend_schema(
-        summary="Start a new run with the arguments of a failed or cancelled one",
+        summary="Start a new run with a failed or cancelled run's arguments (staff with add_trainingrun)",
         request=TrainingRunRetrySerializer,
         responses={201: TrainingRunSerializer, 409: ErrorSerializer, 503: ErrorSerializer},
     )
@@ -188,26 +204,38 @@ class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Reward-model versions", parameters=[PROJECT_PARAMETER]),
-    retrieve=extend_schema(summary="One reward-model version"),
+    list=extend_schema(
+        summary="Reward-model versions (staff with view_rewardmodel)", parameters=[ProjectQuerySerializer]
+    ),
+    retrieve=extend_schema(summary="One reward-model version (staff with view_rewardmodel)"),
 )
 class RewardModelViewSet(viewsets.ReadOnlyModelViewSet):
     """Model versions: list, detail, activate and download."""
 
-    permission_classes = [IsStaff]
+    permission_classes = [StaffWithPermissions]
+    staff_permissions = {
+        "list": ("training.view_rewardmodel",),
+        "retrieve": ("training.view_rewardmodel",),
+        "download": ("training.view_rewardmodel",),
+        "activate": ("training.change_rewardmodel",),
+    }
     serializer_class = RewardModelSerializer
 
     def get_queryset(self):
+        if self.action != "list":
+            return RewardModel.objects.all()
         return project_filter(RewardModel.objects.all(), self.request)
 
-    @extend_schema(summary="Make this version the project's active model", request=None)
+    @extend_schema(
+        summary="Make this version the project's active model (staff with change_rewardmodel)", request=None
+    )
     @action(detail=True, methods=["post"])
     def activate(self, request, pk=None):
         reward_model = registry.reward_model_activate(reward_model=self.get_object())
         return Response(RewardModelSerializer(reward_model).data)
 
     @extend_schema(
-        summary="Download the model directory as a .tar.gz archive",
+        summary="Download the model directory as a .tar.gz archive (staff with view_rewardmodel)",
         responses={(200, "application/gzip"): OpenApiTypes.BINARY, 404: ErrorSerializer},
     )
     @action(detail=True, methods=["get"])
@@ -217,17 +245,21 @@ class RewardModelViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 def reward_model_archive_response(reward_model: RewardModel):
-    """A streamed .tar.gz of the model's directory, or 404 when the artifact is gone."""
+    """A streamed .tar.gz of the model's directory, or Http404 when the artifact is gone."""
     name = f"rewardlab-project{reward_model.project_id}-v{reward_model.version}"
     try:
         stream = directory_archive_stream(directory=reward_model.artifact_path, root_name=name)
     except FileNotFoundError:
-        return Response(
-            {"detail": "The model's files are no longer on disk."}, status=status.HTTP_404_NOT_FOUND
-        )
+        # Http404 serves the staff page and the API alike (DRF answers it as {"detail": ...}).
+        raise Http404("The model's files are no longer on disk.") from None
     response = StreamingHttpResponse(stream, content_type="application/gzip")
     response["Content-Disposition"] = f'attachment; filename="{name}.tar.gz"'
     return response
+
+
+# What one score request may hold; the body as a whole is bounded by API_BODY_MAX_BYTES.
+SCORE_MAX_TURNS = 1000
+SCORE_MAX_ANSWERS = 256
 
 
 class TurnSerializer(serializers.Serializer):
@@ -244,22 +276,22 @@ class TurnSerializer(serializers.Serializer):
     }
 )
 class ScoreAnswerField(serializers.Field):
-    """An answer as a string or as {"text": ...}."""
+    """An answer as a string or as {"text": ...}; checked as a CharField is (no NUL, no lone surrogate)."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
             data = data.get("text")
         if not isinstance(data, str):
             raise serializers.ValidationError('Each answer is a string or {"text": "..."}.')
-        return data
+        return serializers.CharField(allow_blank=True, trim_whitespace=False).run_validation(data)
 
     def to_representation(self, value):
         return value
 
 
 class ScoreRequestSerializer(serializers.Serializer):
-    conversation = TurnSerializer(many=True, allow_empty=False)
-    answers = serializers.ListField(child=ScoreAnswerField(), allow_empty=False, max_length=256)
+    conversation = TurnSerializer(many=True, allow_empty=False, max_length=SCORE_MAX_TURNS)
+    answers = BoundedListField(child=ScoreAnswerField(), allow_empty=False, max_length=SCORE_MAX_ANSWERS)
 
 
 class ScoreResponseSerializer(serializers.Serializer):
@@ -271,15 +303,17 @@ class ScoreResponseSerializer(serializers.Serializer):
 class ProjectScoreView(APIView):
     """Each answer's reward from the project's active model."""
 
-    permission_classes = [IsStaff]
+    permission_classes = [StaffWithPermissions]
+    staff_permissions = {"post": ("training.view_rewardmodel",)}
 
     @extend_schema(
         operation_id="project_score",
-        summary="Score answers with the active reward model",
+        summary="Score answers with the active reward model (staff with view_rewardmodel)",
         request=ScoreRequestSerializer,
         responses={
             200: ScoreResponseSerializer,
             409: OpenApiResponse(ErrorSerializer, description="No active model."),
+            503: OpenApiResponse(ErrorSerializer, description="The active model's files are missing."),
         },
     )
     def post(self, request, project_id: int):

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from annotation.models import Project
-from common.errors import Conflict
+from common.errors import Conflict, Unavailable
 
 from .models import RewardModel
 from .selectors import reward_model_active
 
+log = logging.getLogger(__name__)
+
 
 class NoActiveModel(Conflict):
     """The project has no active reward model yet."""
+
+
+class ModelFilesUnavailable(Unavailable):
+    """The active model's directory is gone or cannot be loaded (a volume not mounted, files deleted)."""
 
 
 _lock = threading.Lock()
@@ -38,7 +46,21 @@ def _scorer_for(reward_model: RewardModel) -> Any:
         # Imported here so that web processes that never score never load torch.
         from .reward_model import RewardScorer
 
-        scorer = RewardScorer(reward_model.artifact_path)
+        # A path that is no directory would be taken for a hub id and looked for on the network.
+        if not os.path.isdir(reward_model.artifact_path):
+            log.error("Reward model %s has no directory %s", reward_model.pk, reward_model.artifact_path)
+            raise ModelFilesUnavailable(
+                f"The files of {reward_model} are no longer on disk: activate another version or retrain."
+            )
+        try:
+            scorer = RewardScorer(reward_model.artifact_path)
+        except (OSError, ValueError) as exc:
+            log.exception(
+                "Could not load reward model %s from %s", reward_model.pk, reward_model.artifact_path
+            )
+            raise ModelFilesUnavailable(
+                f"The files of {reward_model} could not be loaded: activate another version or retrain."
+            ) from exc
         _scorers[reward_model.project_id] = (reward_model.pk, scorer)
         return scorer
 

@@ -1,12 +1,14 @@
 """Staff pages for training runs and reward-model versions: thin views over the services and selectors."""
 
 from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.models import Project
+from common.api import MAX_ID
 from common.errors import DomainError
 from common.pages import staff_only
 
@@ -45,9 +47,12 @@ def project_runs(request, project_id: int):
     project_runs = training_runs_for_project(project=project)
     runs = list(project_runs[:RUNS_SHOWN])
     selected = runs[0] if runs else None
-    if request.GET.get("run", "").isdigit():
-        # Through the selector, so the chosen run comes with the rows the page shows beside it.
-        selected = get_object_or_404(project_runs, pk=int(request.GET["run"]))
+    if run_id := request.GET.get("run"):
+        # Through the selector, so the chosen run comes with the rows the page shows beside it. Only ASCII
+        # digits ("²".isdigit() is true too, and int() refuses it), and no more than a bigint holds.
+        if not (run_id.isascii() and run_id.isdigit() and len(run_id) <= len(str(MAX_ID))):
+            raise Http404("No such run.")
+        selected = get_object_or_404(project_runs, pk=min(int(run_id), MAX_ID))
     context = {
         "project": project,
         "runs": runs,
@@ -75,6 +80,7 @@ def _back_to_runs(project_id: int, run_id: int | None = None):
 
 
 @staff_only
+@permission_required("training.add_trainingrun", raise_exception=True)
 @require_POST
 def project_retrain(request, project_id: int):
     """The "Retrain now" button."""
@@ -91,6 +97,7 @@ def project_retrain(request, project_id: int):
 
 
 @staff_only
+@permission_required("training.change_trainingrun", raise_exception=True)
 @require_POST
 def run_cancel(request, run_id: int):
     """The cancel button of a queued or running run."""
@@ -108,6 +115,7 @@ def run_cancel(request, run_id: int):
 
 
 @staff_only
+@permission_required("training.add_trainingrun", raise_exception=True)
 @require_POST
 def run_retry(request, run_id: int):
     """The retry button of a failed or cancelled run."""
@@ -134,6 +142,7 @@ def project_models(request, project_id: int):
 
 
 @staff_only
+@permission_required("training.change_rewardmodel", raise_exception=True)
 @require_POST
 def model_activate(request, model_id: int):
     """Make a version the project's active model, whatever its metrics."""
@@ -143,10 +152,7 @@ def model_activate(request, model_id: int):
 
 
 @staff_only
+@permission_required("training.view_rewardmodel", raise_exception=True)
 def model_download(request, model_id: int):
     """The version's directory as a .tar.gz archive."""
-    reward_model = get_object_or_404(RewardModel, pk=model_id)
-    response = reward_model_archive_response(reward_model)
-    if response.status_code == 404:
-        raise Http404("The model's files are no longer on disk.")
-    return response
+    return reward_model_archive_response(get_object_or_404(RewardModel, pk=model_id))

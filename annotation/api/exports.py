@@ -1,4 +1,5 @@
-"""Datasets out over the API (staff only): streamed exports, snapshots, agreement and consensus figures."""
+"""Datasets out over the API (staff with view_ranking or view_exportsnapshot): streamed exports, snapshots,
+agreement and consensus figures."""
 
 import os
 from dataclasses import fields
@@ -9,21 +10,21 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.permissions import IsStaff
+from common.api import ErrorSerializer, query_validated
+from common.permissions import StaffWithPermissions
 
 from ..exports.containers import export_file_name, export_stream
 from ..exports.filters import (
     CONTAINERS,
     FORMATS,
     PAIRS_FROM,
-    ExportError,
     ExportFilters,
     check_format,
     container_for,
@@ -60,22 +61,20 @@ class IgnoreFormatParameter(BaseContentNegotiation):
 
 
 def _filters(query) -> ExportFilters:
+    # An ExportError names the bad parameter; the API's exception handler makes it a 400.
     names = [field.name for field in fields(ExportFilters)]
-    values = {name: query[name] for name in names if name in query}
-    try:
-        return ExportFilters.from_mapping(values)
-    except ExportError as exc:
-        raise ValidationError({"detail": str(exc)}) from exc
+    return ExportFilters.from_mapping({name: query[name] for name in names if name in query})
 
 
 class ProjectExportView(APIView):
     """Stream a project's dataset in one of the export shapes, as JSONL, gzip or Parquet."""
 
-    permission_classes = [IsStaff]
+    permission_classes = [StaffWithPermissions]
+    staff_permissions = {"get": ("annotation.view_ranking",)}
     content_negotiation_class = IgnoreFormatParameter
 
     @extend_schema(
-        summary="Download a dataset export, streamed (staff)",
+        summary="Download a dataset export, streamed (staff with view_ranking)",
         parameters=[
             OpenApiParameter("format", str, enum=FORMATS, required=True, description="The row shape."),
             OpenApiParameter("container", str, enum=CONTAINERS, description="File type (default jsonl)."),
@@ -90,16 +89,13 @@ class ProjectExportView(APIView):
             (200, "application/vnd.apache.parquet"): OpenApiResponse(
                 OpenApiTypes.BINARY, description="Parquet"
             ),
-            400: inline_serializer("ExportError", fields={"detail": serializers.CharField()}),
+            400: OpenApiResponse(ErrorSerializer, description="A parameter is invalid; it is named."),
         },
     )
     def get(self, request, project_id: int):
         project = get_object_or_404(Project, pk=project_id)
-        try:
-            format = check_format(request.query_params.get("format", ""))
-            container = container_for(container=request.query_params.get("container") or "jsonl")
-        except ExportError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+        format = check_format(request.query_params.get("format", ""))
+        container = container_for(container=request.query_params.get("container") or "jsonl")
         filters = _filters(request.query_params)
         response = StreamingHttpResponse(
             export_stream(project=project, format=format, container=container, filters=filters),
@@ -138,44 +134,53 @@ class SnapshotSerializer(serializers.ModelSerializer):
         return os.path.basename(snapshot.file.name)
 
 
+class SnapshotQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=FORMATS, required=False, help_text="Only this format.")
+    container = serializers.ChoiceField(choices=CONTAINERS, required=False, help_text="Only this file type.")
+
+
 @extend_schema(
-    summary="A project's export snapshots, newest first (staff)",
-    parameters=[
-        OpenApiParameter("format", str, enum=FORMATS, description="Only this format."),
-        OpenApiParameter("container", str, enum=CONTAINERS, description="Only this file type."),
-    ],
+    summary="A project's export snapshots, newest first (staff with view_exportsnapshot)",
+    parameters=[SnapshotQuerySerializer],
 )
 class ProjectSnapshotListView(generics.ListAPIView):
     """The snapshots the schedule (or training) wrote for a project."""
 
-    permission_classes = [IsStaff]
+    permission_classes = [StaffWithPermissions]
+    staff_permissions = {"get": ("annotation.view_exportsnapshot",)}
     serializer_class = SnapshotSerializer
     content_negotiation_class = IgnoreFormatParameter
 
     def get_queryset(self):
         project = get_object_or_404(Project, pk=self.kwargs["project_id"])
-        snapshots = ExportSnapshot.objects.filter(project=project).order_by("-created_at", "-id")
-        if self.request.query_params.get("format"):
-            snapshots = snapshots.filter(format=self.request.query_params["format"])
-        if self.request.query_params.get("container"):
-            snapshots = snapshots.filter(container=self.request.query_params["container"])
-        return snapshots
+        query = query_validated(SnapshotQuerySerializer, self.request)
+        return ExportSnapshot.objects.filter(project=project, **query).order_by("-created_at", "-id")
 
 
 class SnapshotDownloadView(APIView):
     """The snapshot's file, as written."""
 
-    permission_classes = [IsStaff]
+    permission_classes = [StaffWithPermissions]
+    staff_permissions = {"get": ("annotation.view_exportsnapshot",)}
 
     @extend_schema(
-        summary="Download an export snapshot (staff)",
-        responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)},
+        summary="Download an export snapshot (staff with view_exportsnapshot)",
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
+            404: OpenApiResponse(ErrorSerializer, description="No such snapshot, or its file is gone."),
+        },
     )
     def get(self, request, snapshot_id: int):
         snapshot = get_object_or_404(ExportSnapshot, pk=snapshot_id)
         name = os.path.basename(snapshot.file.name)
+        try:
+            file = default_storage.open(snapshot.file.name, "rb")
+        except FileNotFoundError:
+            raise NotFound(
+                f"Snapshot {snapshot.pk}'s file {name} is no longer in the media storage."
+            ) from None
         response = FileResponse(
-            default_storage.open(snapshot.file.name, "rb"),
+            file,
             as_attachment=True,
             filename=name,
             content_type=CONTENT_TYPES[snapshot.container],
@@ -206,10 +211,11 @@ class ProjectAgreementSerializer(serializers.Serializer):
 class ProjectAgreementView(APIView):
     """Agreement and consensus figures: the kept ones (annotation.figures), or worked out now for filters."""
 
-    permission_classes = [IsStaff]
+    permission_classes = [StaffWithPermissions]
+    staff_permissions = {"get": ("annotation.view_ranking",)}
 
     @extend_schema(
-        summary="Agreement and consensus figures (staff)",
+        summary="Agreement and consensus figures (staff with view_ranking)",
         parameters=FILTER_PARAMETERS,
         responses={
             200: ProjectAgreementSerializer,

@@ -1,23 +1,23 @@
-"""Importing a file into a project over the API (staff only): small files at once, large ones queued."""
+"""Importing a file into a project over the API (staff with change_project): small files at once, large
+ones queued."""
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import RetrieveAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.permissions import IsStaff
+from common.api import ErrorSerializer
+from common.permissions import StaffWithPermissions
 
 from ..imports import (
     FORMATS,
     import_upload_or_queue,
 )
 from ..models import ImportBatch, ImportJob, Project
-
-ERROR = inline_serializer("ImportError", fields={"detail": serializers.CharField()})
 
 
 class ImportInputSerializer(serializers.Serializer):
@@ -84,13 +84,20 @@ class ProjectImportView(APIView):
     202 with the job, whose `links.self` tells how it went.
     """
 
-    permission_classes = [IsStaff]
+    # The admin's upload sits on the project's change page, and asks for the same permission.
+    permission_classes = [StaffWithPermissions]
+    staff_permissions = {"post": ("annotation.change_project",)}
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
-        summary="Import a file into a project (staff)",
+        summary="Import a file into a project (staff with change_project)",
         request={"multipart/form-data": ImportInputSerializer},
-        responses={201: ImportBatchSerializer, 202: ImportJobSerializer, 400: ERROR, 503: ERROR},
+        responses={
+            201: ImportBatchSerializer,
+            202: ImportJobSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="A bad line (`FILE:LINE: why`) or field."),
+            503: OpenApiResponse(ErrorSerializer, description="The broker is unreachable; nothing queued."),
+        },
     )
     def post(self, request, project_id: int):
         project = get_object_or_404(Project, pk=project_id)
@@ -111,11 +118,12 @@ class ProjectImportView(APIView):
         return Response(ImportBatchSerializer(imported).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(summary="How a queued import went (staff)")
+@extend_schema(summary="How a queued import went (staff with view_importjob)")
 class ImportJobView(RetrieveAPIView):
     """A queued import: its status, the error that stopped it, or the counts of what it added."""
 
-    permission_classes = [IsStaff]
+    permission_classes = [StaffWithPermissions]
+    staff_permissions = {"get": ("annotation.view_importjob",)}
     serializer_class = ImportJobSerializer
     queryset = ImportJob.objects.select_related("batch")
     lookup_url_kwarg = "job_id"

@@ -6,8 +6,8 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from common.api import ErrorSerializer, project_filter
-from common.permissions import IsStaff
+from common.api import ErrorSerializer, ProjectQuerySerializer, project_filter, query_validated
+from common.permissions import StaffWithPermissions
 
 from ..imports import project_delete
 from ..models import Answer, Item, Project
@@ -60,29 +60,58 @@ class ProjectStaffSerializer(serializers.ModelSerializer):
         return super().to_representation(instance)
 
 
+STAFF_FIELDS_NOTE = (
+    "Staff who may view projects (view_project or change_project) see every project, also with "
+    "retrain_min_new_rankings, training_arguments, created_at and item_count; others see the active ones."
+)
+STAFF_WRITE = {"request": ProjectStaffSerializer, "responses": ProjectStaffSerializer}
+
+
 @extend_schema_view(
-    list=extend_schema(summary="Projects: active ones for annotators, all for staff"),
-    retrieve=extend_schema(summary="One project"),
+    list=extend_schema(
+        summary="Projects: active ones for annotators, all for staff", description=STAFF_FIELDS_NOTE
+    ),
+    retrieve=extend_schema(summary="One project", description=STAFF_FIELDS_NOTE),
+    create=extend_schema(summary="Create a project (staff with add_project)", **STAFF_WRITE),
+    update=extend_schema(summary="Change a project (staff with change_project)", **STAFF_WRITE),
+    partial_update=extend_schema(
+        summary="Change some of a project's settings (staff with change_project)", **STAFF_WRITE
+    ),
     destroy=extend_schema(
-        summary="Delete a project and all its data (staff)",
+        summary="Delete a project and all its data (staff with delete_project)",
         responses={204: None, 409: ErrorSerializer},
     ),
 )
 class ProjectViewSet(viewsets.ModelViewSet):
-    """Annotators read the active projects; staff also create, change and delete them."""
+    """Annotators read the active projects; staff with the model permissions create, change and delete."""
+
+    staff_permissions = {
+        "create": ("annotation.add_project",),
+        "update": ("annotation.change_project",),
+        "partial_update": ("annotation.change_project",),
+        "destroy": ("annotation.delete_project",),
+    }
 
     def get_permissions(self):
         if self.action in {"list", "retrieve"}:
             return [IsAuthenticated()]
-        return [IsStaff()]
+        return [StaffWithPermissions()]
+
+    def _sees_every_project(self) -> bool:
+        # As the admin: viewing takes the view or the change permission.
+        user = self.request.user
+        return user.is_staff and (
+            user.has_perm("annotation.view_project") or user.has_perm("annotation.change_project")
+        )
 
     def get_queryset(self):
-        if self.request.user.is_staff:
-            return Project.objects.annotate(item_count=Count("items"))
+        if self._sees_every_project() or self.action not in {"list", "retrieve"}:
+            # An aggregate drops Meta.ordering, so the name order is asked for again (pages need one).
+            return Project.objects.annotate(item_count=Count("items")).order_by("name", "id")
         return Project.objects.filter(is_active=True)
 
     def get_serializer_class(self):
-        if self.request.user.is_staff:
+        if self._sees_every_project() or self.action not in {"list", "retrieve"}:
             return ProjectStaffSerializer
         return ProjectSerializer
 
@@ -106,19 +135,32 @@ class ItemSerializer(serializers.ModelSerializer):
         fields = ["id", "project", "external_id", "conversation", "answers", "ranking_count", "created_at"]
 
 
-@extend_schema_view(list=extend_schema(summary="Items with their answers (staff)"))
+class ItemQuerySerializer(ProjectQuerySerializer):
+    external_id = serializers.CharField(
+        required=False, max_length=Item._meta.get_field("external_id").max_length, help_text="Only this item."
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Items with their answers (staff with view_item)", parameters=[ItemQuerySerializer]
+    ),
+    retrieve=extend_schema(summary="One item with its answers (staff with view_item)"),
+)
 class ItemViewSet(viewsets.ReadOnlyModelViewSet):
     """Items with their answers, filterable by `?project=ID` and `?external_id=`."""
 
-    permission_classes = [IsStaff]
+    permission_classes = [StaffWithPermissions]
+    staff_permissions = {"list": ("annotation.view_item",), "retrieve": ("annotation.view_item",)}
     serializer_class = ItemSerializer
 
     def get_queryset(self):
         queryset = Item.objects.prefetch_related(
             Prefetch("answers", queryset=Answer.objects.order_by("position"))
         )
-        queryset = project_filter(queryset, self.request)
-        external_id = self.request.query_params.get("external_id")
-        if external_id:
-            queryset = queryset.filter(external_id=external_id)
+        if self.action == "list":
+            queryset = project_filter(queryset, self.request)
+            external_id = query_validated(ItemQuerySerializer, self.request).get("external_id")
+            if external_id:
+                queryset = queryset.filter(external_id=external_id)
         return queryset.order_by("id")

@@ -4,22 +4,25 @@ The ranking page uses these endpoints with session auth and CSRF; people who bri
 them with a token. Every error is `{"detail": "<message the page shows>"}`.
 """
 
-from django.shortcuts import get_object_or_404
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.api import ErrorSerializer
+from common.api import MAX_ID, BoundedListField, ErrorSerializer
 
-from ..assignment import assignment_next, assignment_skip, ranking_submit
+from ..assignment import COMMENT_MAX_LENGTH, assignment_next, assignment_skip, ranking_submit
 from ..item_html import item_rendering
 from ..markdown import render_markdown
 from ..models import Assignment, Project
 from ..progress import annotator_progress
+from ..projects import MAX_FLAG_LABEL, MAX_FLAG_LABELS
 
 NO_MORE_WORK = "No more items to rank in this project. Thank you!"
-PROJECT_PAUSED = "This project is paused; there is nothing to rank in it right now."
+NO_SUCH_PROJECT = "This project does not exist or is paused."
+SECONDS_SPENT_MAX = 7 * 24 * 3600  # a lease lasts minutes; more than a week is a broken clock
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -72,19 +75,47 @@ class NextResponseSerializer(serializers.Serializer):
 
 
 class SubmitRequestSerializer(serializers.Serializer):
-    order = serializers.ListField(
-        child=serializers.ListField(child=serializers.IntegerField(), allow_empty=False),
+    """A ranking, bounded before anything is built from it: at most as many places and ids as an item
+    can have answers (the service then holds it to the assignment's own answers, each exactly once)."""
+
+    order = BoundedListField(
+        child=BoundedListField(
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            allow_empty=False,
+            max_length=settings.ITEM_MAX_ANSWERS,
+        ),
+        max_length=settings.ITEM_MAX_ANSWERS,
         help_text="Best first; each place is a tie group of answer ids: [[12], [14, 15], [13]]. "
         "May be empty when not_rankable is true.",
     )
     not_rankable = serializers.BooleanField(default=False, help_text="None of the answers is acceptable.")
     flags = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
+        child=BoundedListField(
+            child=serializers.CharField(max_length=MAX_FLAG_LABEL), max_length=MAX_FLAG_LABELS
+        ),
         default=dict,
         help_text='{"<answer_id>": ["spam", ...]}, labels from the project\'s flag_labels.',
     )
-    comment = serializers.CharField(default="", allow_blank=True, trim_whitespace=False)
-    seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0)
+    comment = serializers.CharField(
+        default="", allow_blank=True, trim_whitespace=False, max_length=COMMENT_MAX_LENGTH
+    )
+    seconds_spent = serializers.FloatField(
+        required=False, allow_null=True, min_value=0, max_value=SECONDS_SPENT_MAX
+    )
+
+    def validate_order(self, order):
+        if sum(len(group) for group in order) > settings.ITEM_MAX_ANSWERS:
+            raise serializers.ValidationError(
+                f"An item has at most {settings.ITEM_MAX_ANSWERS} answers to rank."
+            )
+        return order
+
+    def validate_flags(self, flags):
+        if len(flags) > settings.ITEM_MAX_ANSWERS:
+            raise serializers.ValidationError(
+                f"An item has at most {settings.ITEM_MAX_ANSWERS} answers to flag."
+            )
+        return flags
 
 
 class SubmitResponseSerializer(serializers.Serializer):
@@ -127,14 +158,12 @@ def _assignment_payload(assignment: Assignment, project: Project) -> dict:
     }
 
 
-def _first_error(errors) -> str:
-    # The page shows one line, so flatten DRF's nested {"field": ["message"]} to "field: message".
-    if isinstance(errors, dict):
-        field, nested = next(iter(errors.items()))
-        return f"{field}: {_first_error(nested)}"
-    if isinstance(errors, list) and errors:
-        return _first_error(errors[0])
-    return str(errors)
+def _active_project(project_id: int) -> Project:
+    # Inactive projects are invisible to the work loop, as to the ranking page: 404, not "paused".
+    project = Project.objects.filter(pk=project_id, is_active=True).first()
+    if project is None:
+        raise NotFound(NO_SUCH_PROJECT)
+    return project
 
 
 class NextAssignmentView(APIView):
@@ -150,12 +179,11 @@ class NextAssignmentView(APIView):
         responses={200: NextResponseSerializer, 404: ErrorSerializer},
     )
     def post(self, request, project_id: int):
-        project = get_object_or_404(Project, pk=project_id)
+        project = _active_project(project_id)
         assignment = assignment_next(annotator=request.user, project=project)
         progress = annotator_progress(annotator=request.user, project=project)
         if assignment is None:
-            message = NO_MORE_WORK if project.is_active else PROJECT_PAUSED
-            return Response({"assignment": None, "progress": progress, "message": message})
+            return Response({"assignment": None, "progress": progress, "message": NO_MORE_WORK})
         return Response({"assignment": _assignment_payload(assignment, project), "progress": progress})
 
 
@@ -179,8 +207,7 @@ class SubmitView(APIView):
     )
     def post(self, request, assignment_id: int):
         serializer = SubmitRequestSerializer(data=request.data)
-        if not serializer.is_valid():
-            return Response({"detail": _first_error(serializer.errors)}, status=status.HTTP_400_BAD_REQUEST)
+        serializer.is_valid(raise_exception=True)
         ranking, created = ranking_submit(
             assignment_id=assignment_id, annotator=request.user, **serializer.validated_data
         )
@@ -215,5 +242,5 @@ class ProgressView(APIView):
         responses={200: ProgressSerializer, 404: ErrorSerializer},
     )
     def get(self, request, project_id: int):
-        project = get_object_or_404(Project, pk=project_id)
+        project = _active_project(project_id)
         return Response(annotator_progress(annotator=request.user, project=project))

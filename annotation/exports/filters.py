@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -14,6 +14,7 @@ from ..models import ExportSnapshot
 FORMATS = [choice.value for choice in ExportSnapshot.Format]
 CONTAINERS = [choice.value for choice in ExportSnapshot.Container]
 PAIRS_FROM = ["rankings", "consensus"]
+MAX_MIN_ANNOTATORS = 2**31 - 1  # compared with a count in SQL: a larger number is a database error
 
 
 class ExportError(Invalid, ValueError):
@@ -50,8 +51,8 @@ class ExportFilters:
                 parsed["min_annotators"] = int(values["min_annotators"])
             except (TypeError, ValueError) as exc:
                 raise ExportError("min_annotators must be a whole number.") from exc
-            if parsed["min_annotators"] < 0:
-                raise ExportError("min_annotators cannot be negative.")
+            if not 0 <= parsed["min_annotators"] <= MAX_MIN_ANNOTATORS:
+                raise ExportError(f"min_annotators must be from 0 to {MAX_MIN_ANNOTATORS}.")
         for name in ("include_imported", "exclude_not_rankable", "exclude_flagged"):
             if values.get(name) not in (None, ""):
                 parsed[name] = _parse_bool(name, values[name])
@@ -71,20 +72,27 @@ class ExportFilters:
 
 
 def _parse_moment(name: str, value: object) -> datetime:
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, date):
-        moment = datetime.combine(value, time.min)
-    else:
-        text = str(value)
-        moment = parse_datetime(text)
-        if moment is None:
-            day = parse_date(text)
-            if day is None:
-                raise ExportError(f"{name} must be a date (2025-01-31) or an ISO date-time.")
-            moment = datetime.combine(day, time.min)
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.get_default_timezone())
+    invalid = f"{name} must be a date (2025-01-31) or an ISO date-time, from year 1 to 9999."
+    try:
+        if isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, date):
+            moment = datetime.combine(value, time.min)
+        else:
+            text = str(value)
+            # Well-formed but impossible (year 0, February 30th) is a ValueError, not None.
+            moment = parse_datetime(text)
+            if moment is None:
+                day = parse_date(text)
+                if day is None:
+                    raise ExportError(invalid)
+                moment = datetime.combine(day, time.min)
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment, timezone.get_default_timezone())
+        # Compared in UTC by the database: a moment that leaves years 1-9999 there cannot be one.
+        moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ExportError(invalid) from exc
     return moment
 
 
