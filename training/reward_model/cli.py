@@ -96,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-fraction", type=float, default=0.1, help="held-out share, split by item id")
     t.add_argument("--eval-data", default=None, help="separate held-out file (then no split of --data)")
     t.add_argument("--loss", default="kwise", choices=LOSSES)
-    t.add_argument("--center-rewards-coefficient", type=float, default=None)
+    t.add_argument(
+        "--center-rewards-coefficient",
+        type=float,
+        default=None,
+        help="TRL's reward centring: adds this times the mean of (r_chosen + r_rejected)^2 over pairs",
+    )
     t.add_argument("--seed", type=int, default=42)
     t.add_argument(
         "--bf16", action=argparse.BooleanOptionalAction, default=None, help="default: on if CUDA has it"
@@ -109,6 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--log-every", type=int, default=10)
     t.add_argument("--no-progress-bar", action="store_true")
+    t.add_argument(
+        "--shared-prompt",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decoders: each group's prompt forwarded once, its answers after it (default: wherever the "
+        "model computes it exactly)",
+    )
+    t.add_argument("--row-tokens", type=int, default=None, help="shortest packed row (default: max length)")
+    t.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: train every weight)")
+    t.add_argument("--lora-alpha", type=float, default=None, help="LoRA scale numerator (default: 2 x rank)")
+    t.add_argument("--lora-dropout", type=float, default=0.0)
+    t.add_argument(
+        "--lora-target-modules",
+        default=None,
+        help="comma-separated module names to adapt, e.g. q_proj,v_proj (default: every linear layer)",
+    )
+    t.add_argument(
+        "--init-from", default=None, help="warm start: a reward model directory to continue training from"
+    )
 
     # Both inference commands take the same arguments: a trained model and a file to run it on.
     for command, help_text in (
@@ -166,6 +190,13 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         max_steps=args.max_steps,
         log_every=args.log_every,
         show_progress_bar=not args.no_progress_bar,
+        shared_prompt=args.shared_prompt,
+        row_tokens=args.row_tokens,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        lora_target_modules=args.lora_target_modules.split(",") if args.lora_target_modules else None,
+        init_from=args.init_from,
     )
     extra = {
         "data_file": str(Path(args.data).resolve()),
@@ -180,13 +211,12 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run `evaluate` and return the metrics record."""
-    from .batching import encode_group
     from .modeling import RewardScorer
     from .trainer import evaluate_groups
 
     scorer = RewardScorer(args.model, device=args.device, batch_tokens=args.batch_tokens)
     groups, report = _read(args.data, args.format)
-    encoded = [encode_group(g, scorer.tokenizer, scorer.max_length) for g in groups]
+    encoded = scorer.encode(groups)
     # The same held-out metrics the trainer reports after each epoch.
     metrics = evaluate_groups(scorer.model, encoded, scorer.tokenizer.pad_token_id, args.batch_tokens)
     return {"event": "result", **metrics, "skipped_rows": report.skipped, "model": args.model}
@@ -194,7 +224,6 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_score(args: argparse.Namespace) -> dict[str, Any]:
     """Run `score`, printing one line per distinct answer of each item, and return the summary record."""
-    from .batching import encode_group
     from .data import read_groups
     from .modeling import RewardScorer, score_encoded
 
@@ -202,7 +231,7 @@ def cmd_score(args: argparse.Namespace) -> dict[str, Any]:
     # Read as `train` and `evaluate` read the file (rows of one item or prompt merged, an answer in several
     # pairs kept once); scoring needs no preferences, so unranked items are kept too.
     groups = read_groups(args.data, args.format, keep_unranked=True)
-    encoded = [encode_group(g, scorer.tokenizer, scorer.max_length) for g in groups]
+    encoded = scorer.encode(groups)
     scores = score_encoded(
         scorer.model, encoded, scorer.tokenizer.pad_token_id, args.batch_tokens, scorer.device
     )

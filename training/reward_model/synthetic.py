@@ -198,3 +198,47 @@ def pair_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     }
                 )
     return out
+
+
+def long_prompt_records(
+    n_items: int,
+    k: int = 4,
+    seed: int = 0,
+    turns: int = 3,
+    prompt_words: tuple[int, int] = (160, 240),
+    answer_words: tuple[int, int] = (24, 48),
+) -> list[dict[str, Any]]:
+    """Ranking rows with long multi-turn conversations and short answers, as decoder reward models read them.
+
+    The conversation (`turns` user turns with assistant replies between them) holds `prompt_words` words in
+    all, several times an answer's; an answer's quality is its good minus bad markers, as in
+    `synthetic_records`.
+    """
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    for n in range(n_items):
+        total = rng.randint(*prompt_words)
+        cuts = sorted(rng.sample(range(1, total), 2 * turns - 2))
+        lengths = [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
+        conversation = [
+            {"role": "user" if i % 2 == 0 else "assistant", "content": _filler(rng, m)}
+            for i, m in enumerate(lengths)
+        ]
+        conversation[-1]["content"] += " ?"
+        qualities = rng.sample(range(k + 2), k)
+        answers = []
+        for q in qualities:
+            words = _filler(rng, rng.randint(*answer_words) - (k + 1)).split()
+            markers = [rng.choice(GOOD) for _ in range(q)] + [rng.choice(BAD) for _ in range(k + 1 - q)]
+            for m in markers:
+                words.insert(rng.randrange(len(words) + 1), m)
+            answers.append(" ".join(words))
+        ranking = sorted(range(k), key=lambda i: -qualities[i])
+        rows.append(
+            {"id": f"long-{seed}-{n}", "conversation": conversation, "answers": answers, "ranking": ranking}
+        )
+    return rows
+
+
+def _filler(rng: random.Random, n_words: int) -> str:
+    return " ".join(rng.choice(FILLER) for _ in range(max(n_words, 1)))

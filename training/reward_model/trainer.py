@@ -22,11 +22,27 @@ from typing import Any
 
 import torch
 
-from .batching import EncodedGroup, collate, encode_group, plan_batches
+from .batching import EncodedGroup
 from .data import Group
 from .loss import LOSSES, batch_loss_sum
 from .metrics import ranking_metrics
-from .modeling import configure_reward_head, disable_dropout, load_base, save_reward_model, score_encoded
+from .modeling import (
+    configure_reward_head,
+    disable_dropout,
+    load_base,
+    read_metadata,
+    save_reward_model,
+    score_encoded,
+)
+from .packing import (
+    SHARED_PROMPT_MODEL_TYPES,
+    RewardForward,
+    batch_rewards,
+    collate_any,
+    encode_groups,
+    plan_any_batches,
+    shared_prompt_supported,
+)
 from .text import uses_chat_template
 
 log = logging.getLogger(__name__)
@@ -76,6 +92,18 @@ class TrainConfig:
     max_steps: int | None = None
     eval_batch_tokens: int = 16384  # inference batches: a huge training budget must not blow up eval
     show_progress_bar: bool = True
+    # Decoders: each group's prompt forwarded once, its answers after it (`packing`). None: wherever the
+    # model computes it exactly (`packing.shared_prompt_supported`); True insists, False never.
+    shared_prompt: bool | None = None
+    # Shortest packed row in tokens (default `max_length`); a row is at least the batch's longest group.
+    row_tokens: int | None = None
+    # LoRA adapters instead of training every weight (0: off); the reward head is trained in full.
+    lora_r: int = 0
+    lora_alpha: float | None = None  # default 2 * lora_r
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | None = None  # default: every linear layer ("all-linear")
+    # A warm start: a reward model directory (e.g. the project's active version) to continue training.
+    init_from: str | None = None
 
 
 def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
@@ -149,6 +177,7 @@ def only_paired_answers(group: Group) -> Group:
         [group.answers[i] for i in used],
         [(new_index[b], new_index[w]) for b, w in group.pairs],
         ranking,
+        group.margins,
     )
 
 
@@ -165,14 +194,19 @@ def epoch_plan(
     encoded: Sequence[EncodedGroup], config: TrainConfig, epoch: int, pad_multiple: int = 1
 ) -> list[list[int]]:
     """One epoch's micro-batches of group indices (before sharding): a fresh shuffle per epoch and seed."""
-    return plan_batches(
+    return plan_any_batches(
         encoded,
         config.batch_tokens,
+        _row_tokens(config),
         config.max_groups_per_batch,
         shuffle=True,
         seed=config.seed * 1000 + epoch,
         pad_multiple=pad_multiple,
     )
+
+
+def _row_tokens(config: TrainConfig) -> int:
+    return config.row_tokens if config.row_tokens is not None else config.max_length
 
 
 def evaluate_groups(
@@ -214,6 +248,7 @@ def train(
     accelerator, bf16 = _accelerator_start(config)
     emit = _event_sink(accelerator, on_event)
     model, tokenizer = _model_prepare(config, model, tokenizer)
+    config = dataclasses.replace(config, shared_prompt=_shared_prompt_decide(config, model))
     pad_multiple = 8 if accelerator.device.type == "cuda" else 1
     encoded = _groups_encode(config, tokenizer, train_groups, eval_groups, emit)
     plans = _epoch_plans(config, encoded.train, accelerator, pad_multiple)
@@ -303,11 +338,26 @@ def _config_checked(config: TrainConfig, train_groups: Sequence[Group], model: A
         raise ValueError(f"unknown loss {config.loss!r}; expected one of {LOSSES}")
     if not train_groups:
         raise ValueError("no training groups: every row was left out or the file is empty")
+    if config.init_from and not config.base_model:
+        # Warm starts keep naming the model the chain of runs began from.
+        base = read_metadata(config.init_from).get("base_model") or config.init_from
+        config = dataclasses.replace(config, base_model=base)
     if not config.base_model and model is None:
         from .modeling import default_base_model
 
         config = dataclasses.replace(config, base_model=default_base_model())
     return config
+
+
+def _shared_prompt_decide(config: TrainConfig, model: Any) -> bool:
+    """Whether this run uses the shared-prompt layout; never forced on a model it would compute wrong."""
+    supported = shared_prompt_supported(model, config.max_length)
+    if config.shared_prompt and not supported:
+        raise ValueError(
+            f"shared_prompt needs a decoder classifier of {sorted(SHARED_PROMPT_MODEL_TYPES)} with "
+            "sdpa or eager attention and no sliding window shorter than max_length"
+        )
+    return supported if config.shared_prompt is None else config.shared_prompt
 
 
 def _accelerator_start(config: TrainConfig) -> tuple[Any, bool]:
@@ -334,7 +384,7 @@ def _model_prepare(config: TrainConfig, model: Any, tokenizer: Any) -> tuple[Any
     # Seed before the model is built: the new reward head's initial weights come from this RNG.
     set_seed(config.seed)
     if model is None or tokenizer is None:
-        model, tokenizer = load_base(config.base_model, config.attn_implementation)
+        model, tokenizer = load_base(config.init_from or config.base_model, config.attn_implementation)
     else:
         configure_reward_head(model, tokenizer)
     if config.disable_dropout:
@@ -342,7 +392,23 @@ def _model_prepare(config: TrainConfig, model: Any, tokenizer: Any) -> tuple[Any
     if config.gradient_checkpointing:
         _set_activation_checkpointing(model, True)
         model.config.use_cache = False
+    if config.lora_r:
+        model = _lora_wrap(config, model)
     return model, tokenizer
+
+
+def _lora_wrap(config: TrainConfig, model: Any) -> Any:
+    """The model with LoRA adapters on its linear layers; only they and the reward head train."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS,  # which keeps the head (`score` / `classifier`) trainable in full
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha if config.lora_alpha is not None else 2 * config.lora_r,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules or "all-linear",
+    )
+    return get_peft_model(model, lora)
 
 
 def _groups_encode(
@@ -354,8 +420,11 @@ def _groups_encode(
 ) -> _Encoded:
     """Tokenise the groups (training groups without their unpaired answers); report it as a `data` event."""
     t0 = time.perf_counter()
-    train_enc = [encode_group(only_paired_answers(g), tokenizer, config.max_length) for g in train_groups]
-    eval_enc = [encode_group(g, tokenizer, config.max_length) for g in eval_groups]
+    shared = bool(config.shared_prompt)
+    train_enc = encode_groups(
+        [only_paired_answers(g) for g in train_groups], tokenizer, config.max_length, shared
+    )
+    eval_enc = encode_groups(eval_groups, tokenizer, config.max_length, shared)
     truncated = sum(g.truncated for g in train_enc) + sum(g.truncated for g in eval_enc)
     emit(
         {
@@ -365,6 +434,8 @@ def _groups_encode(
             "train_answers": sum(len(g.input_ids) for g in train_enc),
             "train_pairs": sum(len(g.pairs) for g in train_enc),
             "truncated_answers": truncated,
+            "layout": "shared_prompt" if shared else "plain",
+            "train_tokens": sum(g.n_tokens for g in train_enc),
             "tokenize_seconds": round(time.perf_counter() - t0, 3),
         }
     )
@@ -422,8 +493,12 @@ def _schedule_create(config: TrainConfig, optimizer: torch.optim.Optimizer, tota
 def _training_prepare(
     config: TrainConfig, accelerator: Any, model: Any, optimizer: torch.optim.Optimizer
 ) -> tuple[Any, torch.optim.Optimizer]:
-    """Hand the model and optimizer to Accelerate, compile the model if asked, and put it in training mode."""
-    model, optimizer = accelerator.prepare(model, optimizer)
+    """Hand the model and optimizer to Accelerate, compile the model if asked, and put it in training mode.
+
+    What is prepared is the model inside a `RewardForward`, so that both layouts run through its forward
+    (the one DDP hooks into).
+    """
+    model, optimizer = accelerator.prepare(RewardForward(model), optimizer)
     if config.torch_compile:
         # dynamic=True: token-budget batches change shape every step; recompiling each time would be worse.
         model = torch.compile(model, dynamic=True)
@@ -448,7 +523,7 @@ def _epochs_run(training: _Training, plans: Sequence[list[list[int]]], total_ste
         last_epoch = done or epoch == config.epochs - 1
         if training.encoded.eval and (config.eval_every_epoch or last_epoch):
             tally.eval_metrics = evaluate_groups(
-                accelerator.unwrap_model(training.model),
+                _reward_model_of(accelerator, training.model),
                 training.encoded.eval,
                 training.pad_id,
                 config.eval_batch_tokens,
@@ -494,6 +569,13 @@ def _epoch_run(
     return done
 
 
+def _reward_model_of(accelerator: Any, model: Any) -> Any:
+    """The model being trained (a classifier or its PEFT wrapper) out of Accelerate's, compile's and ours."""
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)
+    return unwrapped.model if isinstance(unwrapped, RewardForward) else unwrapped
+
+
 def _cuda_synchronize() -> None:
     """Wait for the GPU's queue to drain (a no-op without CUDA), so that wall times cover the work."""
     if torch.cuda.is_available():
@@ -505,22 +587,22 @@ def _optimisation_step(training: _Training, tally: _Tally, chunk: list[list[int]
     config, accelerator, model = training.config, training.accelerator, training.model
     device = accelerator.device
     micro = [
-        collate([training.encoded.train[i] for i in idx], training.pad_id, training.pad_multiple)
+        collate_any(
+            [training.encoded.train[i] for i in idx],
+            training.pad_id,
+            training.pad_multiple,
+            _row_tokens(config),
+        )
         for idx in chunk
     ]
     step_terms = sum(_step_term_count(b, config.loss) for b in micro) or 1
     # Kept on the device: reading it every step would stall the GPU queue; it is read when logged.
     step_loss_t = torch.zeros((), device=device)
     for k, batch in enumerate(micro):
-        inputs = {
-            key: batch[key].to(device, non_blocking=True)
-            for key in ("input_ids", "attention_mask", "token_type_ids")
-            if key in batch
-        }
         sync = k == len(micro) - 1
         ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
         with ctx:
-            rewards = model(**inputs).logits[:, 0].float()
+            rewards = batch_rewards(model, batch, device).float()
             total, _ = batch_loss_sum(
                 rewards,
                 batch["better"].to(device),
@@ -531,10 +613,11 @@ def _optimisation_step(training: _Training, tally: _Tally, chunk: list[list[int]
                 batch["rankings"],
                 config.loss,
                 config.center_rewards_coefficient,
+                None if batch["margins"] is None else batch["margins"].to(device),
             )
             accelerator.backward(total / step_terms)
         step_loss_t += total.detach() / step_terms
-        tally.answers_seen += int(batch["input_ids"].shape[0])
+        tally.answers_seen += sum(batch["group_sizes"])
         tally.tokens_seen += batch["n_tokens"]
         tally.padded_seen += int(batch["input_ids"].numel())
     # Measured even without clipping: the norm and how often the bound cuts it show whether clipping
@@ -646,6 +729,7 @@ def _result_record(
         "train_groups": len(encoded.train),
         "eval_groups": len(encoded.eval),
         "truncated_answers": encoded.truncated,
+        "layout": "shared_prompt" if config.shared_prompt else "plain",
         "device": str(device),
         "processes": world,
         "bf16": bf16,
@@ -664,8 +748,12 @@ def _model_save(
     """Save the model, its tokenizer and metadata to `output_dir` (the main process; the others wait)."""
     accelerator.wait_for_everyone()
     if config.output_dir and accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)
+        unwrapped = _reward_model_of(accelerator, model)
+        if config.lora_r:
+            # The adapter alone (small, for reuse on the same base), then the merged model: the directory
+            # itself loads and scores like any other, with no PEFT needed.
+            unwrapped.save_pretrained(Path(config.output_dir) / "adapter")
+            unwrapped = unwrapped.merge_and_unload()
         if config.gradient_checkpointing:
             _set_activation_checkpointing(unwrapped, False)
             unwrapped.config.use_cache = True
@@ -675,6 +763,7 @@ def _model_save(
             "engine_version": ENGINE_VERSION,
             "created_at": dt.datetime.now(dt.UTC).isoformat(),
             "base_model": config.base_model,
+            "init_from": config.init_from,
             "max_length": config.max_length,
             "text_format": "chat_template" if uses_chat_template(tokenizer) else "role_tagged_pair",
             "arguments": dataclasses.asdict(config),
