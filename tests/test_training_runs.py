@@ -1,8 +1,10 @@
 """Training runs executed in this process: the real engine in a child process, real PostgreSQL."""
 
+import sys
 import time
 
 import pytest
+from django.db import DataError
 
 from annotation.models import ExportSnapshot
 from tests.factories import ProjectFactory
@@ -192,3 +194,78 @@ def test_a_worker_stopped_mid_run_keeps_the_files_its_engine_may_still_be_using(
     finally:
         for engine in engines:
             engine.terminate(grace_seconds=1)
+
+
+def test_a_diverging_run_fails_with_the_engines_reason_and_the_active_model_stays(roots, project, tiny_base):
+    active = RewardModel.objects.create(
+        project=project, version=1, artifact_path=str(tiny_base), is_active=True
+    )
+
+    run = training_run_execute(run_id=queued_run(project, lr=1e12).pk)
+
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED
+    # Before, the NaN loss could not be stored (jsonb has no NaN), the run stayed running and the reaper
+    # later blamed a dead worker.
+    assert run.error.startswith(
+        "The training engine exited with status 1: TrainingDiverged: "
+        "the loss became NaN at step 2 (epoch 1); lower the learning rate (it was 1e+12)"
+    ), run.error
+    assert run.finished_at is not None
+    assert list(RewardModel.objects.filter(project=project)) == [active]
+    active.refresh_from_db()
+    assert active.is_active
+    assert not (roots / "models" / f"project-{project.pk}" / f"run-{run.pk}").exists()
+
+
+# An engine that trains on through a NaN and reports success, as an older one did.
+ENGINE_THAT_GOES_ON = """
+import json, sys
+for step, loss in ((1, 0.69), (2, float("nan")), (3, float("inf"))):
+    print(json.dumps({"event": "progress", "step": step, "total_steps": 3, "epoch": step / 3, "loss": loss,
+                      "grad_norm": float("nan")}), flush=True)
+print(json.dumps({"event": "eval", "epoch": 1, "step": 3, "pairwise_accuracy": float("nan"), "pairs": 4}))
+print("a line with a NUL", chr(0), "in it", file=sys.stderr)
+result = {"final_loss": float("nan"), "eval": {"pairwise_accuracy": float("nan")}}
+print(json.dumps({"event": "result", **result}))
+"""
+
+
+def test_numbers_that_json_cannot_hold_are_stored_as_none_and_a_nan_loss_registers_no_model(
+    roots, project, monkeypatch
+):
+    monkeypatch.setattr(
+        execution, "engine_command", lambda **kwargs: [sys.executable, "-c", ENGINE_THAT_GOES_ON]
+    )
+
+    run = training_run_execute(run_id=queued_run(project).pk)
+
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED
+    assert (
+        run.error
+        == "The training loss became nan at step 2. No model was registered; lower the learning rate."
+    )
+    assert run.loss_history == [[1, 0.69]]
+    assert run.eval_metrics == {"epoch": 1, "step": 3, "pairwise_accuracy": None, "pairs": 4}
+    assert run.result_metrics == {"final_loss": None, "eval": {"pairwise_accuracy": None}}
+    assert "a line with a NUL \ufffd in it" in run.log_tail
+    assert not RewardModel.objects.filter(project=project).exists()
+
+
+def test_a_run_whose_progress_cannot_be_saved_still_ends_with_its_reason(roots, project, monkeypatch):
+    run = queued_run(project)
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING)
+    real_save = execution._run_save
+
+    def progress_refused(run, engine, **extra):
+        real_save(run, engine, step=1, total_steps=1)  # a write that went through, then one that did not
+        raise DataError("invalid input syntax for type json")
+
+    monkeypatch.setattr(execution, "_run_save", progress_refused)
+
+    execution._run_finish(run, TrainingRun.Status.FAILED, error="the engine's reason\x00")
+
+    run.refresh_from_db()
+    assert (run.status, run.error) == (TrainingRun.Status.FAILED, "the engine's reason\ufffd")
+    assert run.finished_at is not None and run.step == 0  # the refused write was rolled back

@@ -175,6 +175,33 @@ def test_worker_killed_mid_run_is_failed_by_the_reaper_and_a_retry_succeeds(
     assert retry.reward_model.version == 2
 
 
+def test_a_run_whose_loss_becomes_nan_fails_with_that_reason_and_the_active_model_stays(
+    live_celery_worker, project_with_active_model, staff_client
+):
+    project, active = project_with_active_model
+    worker = live_celery_worker(queues="training,default", **WORKER_ENV)
+
+    created = staff_client.post(RUNS, {"project": project.pk, "arguments": {"lr": 1e12}}, format="json")
+
+    assert created.status_code == 201, created.json()
+    run_id = created.json()["id"]
+    wait_for(
+        lambda: run_state(run_id).status in TrainingRun.FINISHED_STATUSES,
+        timeout=120,
+        what="the run to finish",
+        worker=worker,
+    )
+    run = staff_client.get(f"{RUNS}{run_id}/").json()
+    # Before, the NaN could not be stored, the run stayed running until the reaper blamed the worker.
+    assert run["status"] == "failed"
+    assert (
+        "TrainingDiverged: the loss became NaN at step 2 (epoch 1); lower the learning rate" in run["error"]
+    )
+    active.refresh_from_db()
+    assert active.is_active
+    assert list(RewardModel.objects.filter(project=project)) == [active]
+
+
 def test_cancel_during_a_torchrun_run_kills_the_whole_process_tree(
     live_celery_worker, roots, tiny_base, staff_client
 ):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import socket
 import time
 from contextlib import AbstractContextManager
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -78,6 +80,17 @@ def _engine_arguments(arguments: dict[str, Any]) -> list[str]:
     return flags
 
 
+def _finite(value: Any) -> Any:
+    """The value with every NaN and infinity in it as None: JSON (and so PostgreSQL's jsonb) has neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _thin(points: list[list[float]], limit: int) -> list[list[float]]:
     """Keep every other point once a history passes `limit`, so long runs stay cheap to store and plot."""
     if len(points) <= limit:
@@ -92,10 +105,17 @@ class _RunProgress:
         self.run = run
         self.result: dict[str, Any] | None = None
         self.error = ""
+        # Why the run must fail even if the engine goes on: a loss that is not a number. The engine stops
+        # at one itself (TrainingDiverged); this side never registers a model trained through one either.
+        self.diverged = ""
 
     def take(self, event: dict[str, Any]) -> None:
         run = self.run
         kind = event.get("event")
+        loss = event.get("loss")
+        if kind == "progress" and isinstance(loss, float) and not math.isfinite(loss) and not self.diverged:
+            self.diverged = f"The training loss became {loss} at step {event.get('step')}."
+        event = _finite(event)
         if kind == "progress":
             run.step = int(event.get("step") or 0)
             run.total_steps = max(int(event.get("total_steps") or 0), run.step)
@@ -126,7 +146,8 @@ def _heartbeat_in_background(*, run_id: int) -> AbstractContextManager[None]:
 def _run_save(run: TrainingRun, engine: EngineProcess | None, **extra) -> bool:
     """Write progress if the run is still running; False when someone else finished it (cancel, reaper)."""
     if engine is not None:
-        run.log_tail = "\n".join(list(engine.log)[-LOG_TAIL_LINES:])
+        # PostgreSQL's text holds no NUL, which a child's output may carry.
+        run.log_tail = "\n".join(list(engine.log)[-LOG_TAIL_LINES:]).replace("\x00", "\ufffd")
     run.heartbeat_at = timezone.now()
     fields = {
         "step": run.step,
@@ -148,7 +169,16 @@ def _run_finish(
     run: TrainingRun, status: str, *, error: str = "", engine: EngineProcess | None = None
 ) -> None:
     run.status, run.error, run.finished_at = status, error, timezone.now()
-    _run_save(run, engine, status=status, error=error, finished_at=run.finished_at)
+    try:
+        with transaction.atomic():
+            _run_save(run, engine, status=status, error=error, finished_at=run.finished_at)
+    except Exception:
+        # How the run ended is written whatever progress could not be: a run left running would be failed
+        # by the reaper later, blaming a dead worker, and the cause would be lost.
+        log.exception("Could not save the progress of training run %s; saving how it ended", run.pk)
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            status=status, error=error.replace("\x00", "\ufffd"), finished_at=run.finished_at
+        )
 
 
 def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingRun | None:
@@ -219,9 +249,13 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
             if run.status == TrainingRun.Status.RUNNING:
                 _run_finish(run, TrainingRun.Status.CANCELLED, engine=engine)
             return run
+        failure = ""
         if returncode != 0 or progress.result is None:
-            error = _engine_error(engine, returncode, reported=progress.error)
-            _run_finish(run, TrainingRun.Status.FAILED, error=error, engine=engine)
+            failure = _engine_error(engine, returncode, reported=progress.error)
+        elif progress.diverged:
+            failure = f"{progress.diverged} No model was registered; lower the learning rate."
+        if failure:
+            _run_finish(run, TrainingRun.Status.FAILED, error=failure, engine=engine)
             return run
         with _heartbeat_in_background(run_id=run.pk):  # evaluating the active model takes a while too
             reward_model_register(
