@@ -8,6 +8,7 @@ so whoever reads them merges them into one item with all its answers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,15 @@ def _split_hh(source: RowFile, line: int, text: str, what: str) -> tuple[str, st
     if cut < 0:
         source.fail(line, f'{what} has no "\\n\\nAssistant:" turn to take the answer from')
     return text[:cut], text[cut + len(ANSWER_MARKER) :].strip()
+
+
+def _margin(source: RowFile, line: int, value: Any) -> float | None:
+    """A row's `margin`: a finite number, or None where the row states none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        source.fail(line, f"margin must be a finite number, not {value!r}")
+    return float(value)
 
 
 def pair_item(source: RowFile, line: int, row: dict[str, Any]) -> ItemRecord | None:
@@ -110,6 +120,8 @@ def pair_item(source: RowFile, line: int, row: dict[str, Any]) -> ItemRecord | N
     ranking = RankingRecord(
         order=((0,), (1,)),
         external_annotator=pair_annotator(chosen_answer.external_id, rejected_answer.external_id),
+        # Our own pairs export writes `rank_gap` (tie groups apart), which is no margin: only `margin` is.
+        margin=_margin(source, line, row.get("margin")),
     )
     return ItemRecord(
         line=line,
