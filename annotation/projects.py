@@ -8,6 +8,7 @@ it enters, with the field named. The training side maps these names onto the eng
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,14 +28,25 @@ TRAINING_ARGUMENTS: dict[str, type] = {
     "batch_tokens": int,
     "seed": int,
     "eval_fraction": float,
+    # LoRA adapters instead of training every weight (rank 0: off), and the modules they adapt.
+    "lora_r": int,
+    "lora_alpha": float,
+    "lora_target_modules": str,
+    "center_rewards_coefficient": float,
+    # Continue from the project's active version rather than from the base model (the training side
+    # resolves it when the run starts; with no active version the run starts from the base model).
+    "init_from_active": bool,
 }
-# Inclusive bounds of the numbers (lr and eval_fraction are checked apart: open intervals).
+# Inclusive bounds of the numbers (lr, eval_fraction and the float options are checked apart).
 _INT_RANGES = {
     "epochs": (1, 10_000),
     "max_length": (8, 1 << 20),
     "batch_tokens": (1, 1 << 30),
     "seed": (0, 2**32 - 1),
+    "lora_r": (0, 4096),
 }
+# Module names as PEFT matches them: comma-separated names ("q_proj,v_proj"), or "all-linear".
+_MODULE_NAMES = re.compile(r"[A-Za-z0-9_.]+(,[A-Za-z0-9_.]+)*")
 MAX_BASE_MODEL = 1000
 MAX_FLAG_LABELS = 50
 MAX_FLAG_LABEL = 100
@@ -94,6 +106,18 @@ def training_arguments_validate(*, arguments: Any) -> dict[str, Any]:
 
 def _training_argument(name: str, value: Any) -> Any:
     kind = TRAINING_ARGUMENTS[name]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise TrainingArgumentsInvalid(f"Training argument {name!r} must be true or false.")
+        return value
+    if name == "lora_target_modules":
+        if not isinstance(value, str) or len(value) > MAX_BASE_MODEL:
+            raise TrainingArgumentsInvalid(f"Training argument {name!r} must be a string.")
+        if value != "all-linear" and not _MODULE_NAMES.fullmatch(value):
+            raise TrainingArgumentsInvalid(
+                f"{name} must be comma-separated module names (e.g. q_proj,v_proj) or all-linear."
+            )
+        return value
     if kind is str:
         if not isinstance(value, str) or not value.strip():
             raise TrainingArgumentsInvalid(f"Training argument {name!r} must be a non-empty string.")
@@ -115,8 +139,10 @@ def _training_argument(name: str, value: Any) -> Any:
         raise TrainingArgumentsInvalid(f"Training argument {name!r} must be a finite number.")
     if name == "eval_fraction" and not 0 < value < 1:
         raise TrainingArgumentsInvalid("eval_fraction must be between 0 and 1.")
-    if name == "lr" and not value > 0:
-        raise TrainingArgumentsInvalid("lr must be greater than 0.")
+    if name in ("lr", "lora_alpha") and not value > 0:
+        raise TrainingArgumentsInvalid(f"{name} must be greater than 0.")
+    if name == "center_rewards_coefficient" and value < 0:
+        raise TrainingArgumentsInvalid("center_rewards_coefficient must be 0 or more.")
     return float(value)
 
 

@@ -27,6 +27,7 @@ from .models import TrainingRun
 from .registry import reward_model_register
 from .runner import EngineProcess, describe_exit, engine_command
 from .runs import ENGINE_FLAGS, TrainingError, run_directory, run_files_tidy, run_process_marker
+from .selectors import reward_model_active
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,19 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(item) for item in value]
     return value
+
+
+def _warm_start_arguments(run: TrainingRun) -> list[str]:
+    """`--init-from` the project's active version when the run asks to continue from it and there is one."""
+    if not run.arguments.get("init_from_active"):
+        return []
+    active = reward_model_active(project=run.project_id)
+    if active is None:
+        log.info(
+            "Run %s starts from its base model: project %s has no active version.", run.pk, run.project_id
+        )
+        return []
+    return ["--init-from", active.artifact_path]
 
 
 def _thin(points: list[list[float]], limit: int) -> list[list[float]]:
@@ -218,6 +232,7 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
             return run
         output = directory / "model"
         arguments = ["--data", str(train_path), "--output", str(output), *_engine_arguments(run.arguments)]
+        arguments += _warm_start_arguments(run)
         # Always our split, never the engine's own: with no evaluation rows, evaluate on nothing.
         arguments += ["--eval-data", str(eval_path)] if run.eval_row_count else ["--eval-fraction", "0"]
         engine = EngineProcess(

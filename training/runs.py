@@ -30,7 +30,8 @@ from .runner import kill_processes_with_argument
 log = logging.getLogger(__name__)
 
 # The flag of each training argument the engine reads (`annotation.projects.TRAINING_ARGUMENTS` names and
-# checks them all; `eval_fraction` is read by this side, to split the data).
+# checks them all; `eval_fraction` and `init_from_active` are read by this side: to split the data, and
+# to give the engine the active version's directory, `execution._warm_start_arguments`).
 ENGINE_FLAGS: dict[str, str] = {
     "base_model": "--base-model",
     "epochs": "--epochs",
@@ -38,6 +39,10 @@ ENGINE_FLAGS: dict[str, str] = {
     "max_length": "--max-length",
     "batch_tokens": "--batch-tokens",
     "seed": "--seed",
+    "lora_r": "--lora-r",
+    "lora_alpha": "--lora-alpha",
+    "lora_target_modules": "--lora-target-modules",
+    "center_rewards_coefficient": "--center-rewards-coefficient",
 }
 
 
