@@ -1,9 +1,12 @@
-"""Guards of the server-rendered pages both apps serve."""
+"""Guards of the server-rendered pages both apps serve, and the page a locked-out sign-in gets."""
 
 import functools
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
 
 
 def staff_only(view):
@@ -17,3 +20,27 @@ def staff_only(view):
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def mail_configured(view):
+    """A page that sends mail (password reset) exists only where mail can be sent (PASSWORD_RESET_ENABLED).
+
+    Without a mail server the reset form would say "sent" while the send fails and is only logged.
+    """
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not settings.PASSWORD_RESET_ENABLED:
+            raise Http404("Password reset needs a mail server, and none is configured (EMAIL_HOST).")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def login_locked_out(request, original_response=None, credentials=None) -> HttpResponse:
+    """What django-axes answers a sign-in while its username and address are locked out (429)."""
+    context = {
+        "failure_limit": settings.AXES_FAILURE_LIMIT,
+        "minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
+    }
+    return render(request, "registration/locked_out.html", context, status=429)

@@ -44,3 +44,23 @@ def test_a_malformed_boolean_names_the_variable():
 def test_manage_py_runs_in_development_mode_when_nothing_is_set():
     result = _manage("check")
     assert result.returncode == 0, result.stderr
+
+
+def _setting(name: str, **env: str) -> str:
+    result = _manage("shell", "-c", f"from django.conf import settings; print(settings.{name})", **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_password_reset_is_on_only_where_mail_is_configured():
+    unset = {"EMAIL_HOST": "", "EMAIL_BACKEND": ""}
+    assert _setting("PASSWORD_RESET_ENABLED", **unset) == "False"
+    assert _setting("PASSWORD_RESET_ENABLED", **{**unset, "EMAIL_HOST": "smtp.example.org"}) == "True"
+    console = "django.core.mail.backends.console.EmailBackend"
+    assert _setting("PASSWORD_RESET_ENABLED", **{**unset, "EMAIL_BACKEND": console}) == "True"
+
+
+def test_login_throttling_reads_its_limits_from_the_environment():
+    assert _setting("AXES_FAILURE_LIMIT") == "5"
+    assert _setting("AXES_FAILURE_LIMIT", LOGIN_FAILURE_LIMIT="3") == "3"
+    assert _setting("AXES_COOLOFF_TIME", LOGIN_LOCKOUT_MINUTES="30") == "0:30:00"

@@ -13,8 +13,6 @@ from tests.factories import ItemFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "correct horse battery staple"
-
 
 @pytest.fixture(autouse=True)
 def fresh_project_totals(settings):
@@ -331,7 +329,7 @@ def test_the_page_session_needs_a_csrf_token_to_post():
     ItemFactory(project=project)
     user = UserFactory()
     browser = APIClient(enforce_csrf_checks=True)
-    assert browser.login(username=user.username, password=PASSWORD)
+    browser.force_login(user)
     refused = browser.post(f"/api/projects/{project.pk}/next/")
     assert refused.status_code == 403
     assert "CSRF" in refused.json()["detail"]
