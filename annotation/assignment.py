@@ -9,7 +9,9 @@ The rules, enforced here for both the ranking page and the API:
 - one open lease per annotator and project: asking again returns the same lease, same order;
 - finding work is one index range scan on `item_project_need_idx` ordered by
   `(human_ranking_count, id)` that stops at the first free item, with `FOR UPDATE SKIP LOCKED`
-  so that annotators asking at the same moment step past each other's rows instead of queueing.
+  so that annotators asking at the same moment step past each other's rows instead of queueing;
+- nothing slow happens under a row lock: the item's Markdown is rendered (and stored for later
+  leases) after the lease's transaction has committed.
 """
 
 import math
@@ -25,7 +27,7 @@ from django.utils import timezone
 
 from common.errors import Conflict, DomainError, Invalid, NotFound
 
-from .item_html import item_rendering
+from .item_html import item_html_store
 from .locks import ANNOTATOR_NEXT, advisory_xact_lock
 from .models import Answer, Assignment, Item, Project, Ranking
 
@@ -178,6 +180,14 @@ def _wait_for_free_item(*, annotator: AbstractBaseUser, project: Project) -> tup
             continue
 
 
+def _item_with_answers(item_id: int) -> Item:
+    return (
+        Item.objects.only("id", "conversation", "rendered")
+        .prefetch_related(Prefetch("answers", queryset=Answer.objects.only("id", "item_id", "text")))
+        .get(pk=item_id)
+    )
+
+
 def _lease_new_item(
     *, annotator: AbstractBaseUser, project: Project, now: datetime, wait: bool
 ) -> Assignment | None:
@@ -187,6 +197,7 @@ def _lease_new_item(
         advisory_xact_lock(namespace=ANNOTATOR_NEXT, key=annotator.pk)
         lease, closed_own_lease = _open_lease(annotator=annotator, project=project, now=now)
         if lease is not None:
+            lease.item = _item_with_answers(lease.item_id)
             return lease
         if wait:
             row = _wait_for_free_item(annotator=annotator, project=project)
@@ -203,18 +214,8 @@ def _lease_new_item(
         if row is None:
             return None
         item_id, _, _, lapsed_lease_id = row
-        item = (
-            Item.objects.only("id", "conversation", "rendered")
-            .prefetch_related(Prefetch("answers", queryset=Answer.objects.only("id", "item_id", "text")))
-            .get(pk=item_id)
-        )
-        # The first lease of an item stores its HTML in the counter update it makes anyway; the payload
-        # of this and every later lease reads it from there instead of converting Markdown again.
-        changes = {"open_lease_count": F("open_lease_count") + 1}
-        stored = item_rendering(item, item.answers.all()).stored
-        if stored != item.rendered:
-            changes["rendered"] = item.rendered = stored
-        Item.objects.filter(pk=item_id).update(**changes)
+        item = _item_with_answers(item_id)
+        Item.objects.filter(pk=item_id).update(open_lease_count=F("open_lease_count") + 1)
         if lapsed_lease_id is not None:
             # The same person comes back to an item whose lease ran out: reopen it, same answer order.
             Assignment.objects.filter(pk=lapsed_lease_id).update(
@@ -244,11 +245,17 @@ def assignment_next(*, annotator: AbstractBaseUser, project: Project) -> Assignm
     # expired it is one probe of `assignment_expiry_idx`.
     assignments_expire(now=now)
     try:
-        return _lease_new_item(annotator=annotator, project=project, now=now, wait=False)
+        lease = _lease_new_item(annotator=annotator, project=project, now=now, wait=False)
     except _FreeItemsAllLocked:
         # Nothing free that nobody else had locked at that instant (a small project, or its last items):
         # queue for those rows rather than say "no work" while slots remain.
-        return _lease_new_item(annotator=annotator, project=project, now=now, wait=True)
+        lease = _lease_new_item(annotator=annotator, project=project, now=now, wait=True)
+    if lease is not None:
+        # Outside the lease's transaction, holding no lock: converting Markdown may take a while (within
+        # its bounds), and meanwhile others lease, submit and skip this item. The first lease stores the
+        # HTML on the item; the payload of this and every later lease reads it from there.
+        item_html_store(item=lease.item)
+    return lease
 
 
 def _locked_assignment(*, assignment_id: int, annotator: AbstractBaseUser) -> Assignment:

@@ -283,6 +283,13 @@ ITEM_MAX_ANSWERS = env_int("ITEM_MAX_ANSWERS", 64)
 ASSIGNMENT_LEASE_SECONDS = env_int("ASSIGNMENT_LEASE_SECONDS", 30 * 60)
 # The project-wide progress figure sums over all items, so each process reuses it this long (0: always fresh).
 PROJECT_PROGRESS_CACHE_SECONDS = env_int("PROJECT_PROGRESS_CACHE_SECONDS", 5)
+# Markdown rendering (turns, answers, guidelines) is bounded: a longer text, or one whose conversion takes
+# more CPU than this, is shown as written with a note; so are an item's remaining texts once its texts took
+# MARKDOWN_ITEM_MAX_CPU_MS together. Ordinary Markdown converts at ~1 ms per 1,000 characters; the
+# measurements behind the defaults are in BENCHMARKS.md ("Rendering bounds").
+MARKDOWN_MAX_CHARS = env_int("MARKDOWN_MAX_CHARS", 50_000)
+MARKDOWN_MAX_CPU_MS = env_int("MARKDOWN_MAX_CPU_MS", 250)
+MARKDOWN_ITEM_MAX_CPU_MS = env_int("MARKDOWN_ITEM_MAX_CPU_MS", 1000)
 # Uploads larger than this are imported by a Celery worker: a web request would hold a web worker for minutes.
 IMPORT_INLINE_MAX_BYTES = env_int("IMPORT_INLINE_MAX_BYTES", 10 * 1024 * 1024)
 # A running import job without a heartbeat this long is failed: its worker died. It beats 12 times as often.

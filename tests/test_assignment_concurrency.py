@@ -7,9 +7,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+from annotation import item_html
 from annotation.assignment import assignment_next, assignment_skip, assignments_expire, ranking_submit
 from annotation.models import Assignment, Item, Ranking
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
@@ -149,3 +150,49 @@ def test_a_mixed_crowd_submitting_skipping_and_abandoning_keeps_every_count_true
     assert not Item.objects.filter(human_ranking_count__gt=3).exists()
     assert not Assignment.objects.filter(status=Assignment.Status.OPEN).exists()
     assert Ranking.objects.count() == Assignment.objects.filter(status=Assignment.Status.SUBMITTED).count()
+
+
+def test_an_items_markdown_is_rendered_with_no_lock_held_on_the_item(monkeypatch):
+    # A render that takes long (a huge or pathological answer) once held the item's row lock all along,
+    # and every other request for that item queued behind it until gunicorn killed the worker.
+    project = ProjectFactory(rankings_per_item=2)
+    item = ItemFactory(project=project, answers=["*slow* to render", "fast"])
+    first, second = UserFactory.create_batch(2)
+    rendering, go_on = threading.Event(), threading.Event()
+    render = item_html.render_markdown
+
+    def render_slowly(text: str) -> str:
+        if not rendering.is_set():
+            rendering.set()
+            assert go_on.wait(timeout=60)
+        return render(text)
+
+    monkeypatch.setattr(item_html, "render_markdown", render_slowly)
+    leased: list = []
+
+    def lease_for_first() -> None:
+        try:
+            leased.append(assignment_next(annotator=first, project=project))
+        finally:
+            connection.close()  # its own connection, opened in this thread
+
+    thread = threading.Thread(target=lease_for_first)
+    thread.start()
+    try:
+        assert rendering.wait(timeout=60), "the first lease never started rendering"
+        with transaction.atomic(), connection.cursor() as cursor:
+            # NOWAIT: fails at once with "could not obtain lock" if the rendering request holds the row.
+            cursor.execute(f"SELECT id FROM {Item._meta.db_table} WHERE id = %s FOR UPDATE NOWAIT", [item.pk])
+            assert cursor.fetchone() == (item.pk,)
+        # Meanwhile the item's other slot goes to someone else straight away.
+        assert assignment_next(annotator=second, project=project).item_id == item.pk
+    finally:
+        go_on.set()
+        thread.join(timeout=60)
+    assert [lease.item_id for lease in leased] == [item.pk]
+    item.refresh_from_db()
+    assert item.open_lease_count == 2
+    assert sorted(html for _, html in item.rendered["answers"].values()) == [
+        "<p><em>slow</em> to render</p>",
+        "<p>fast</p>",
+    ]

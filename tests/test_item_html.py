@@ -1,5 +1,7 @@
 """Each item's Markdown is rendered by the first lease, stored on the item, and read by later leases."""
 
+import time
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -116,3 +118,49 @@ def test_an_answer_added_later_and_html_of_an_older_format_are_rendered_on_the_s
     served = _next(_client(), item.project)
     assert served["conversation"][0]["html"] == "<p>Is <strong>this</strong> safe?</p>"
     assert Item.objects.get(pk=item.pk).rendered["format"] == FORMAT
+
+
+def test_a_huge_emphasis_heavy_answer_is_served_as_written_with_a_note():
+    # 400 kB of emphasis: Python-Markdown took 36 s over it, inside the lease's transaction (issue #12).
+    huge = "*b* " * 100_000 + "\n<script>alert(1)</script>"
+    item = ItemFactory(
+        project=ProjectFactory(),
+        conversation=[{"role": "user", "content": "Which?"}],
+        answers=[huge, "*short*"],
+    )
+    started = time.thread_time()
+
+    served = _next(_client(), item.project)
+
+    assert time.thread_time() - started < 3
+    html = _html_by_answer(served)
+    huge_html = html[item.answers.get(position=0).pk]
+    assert huge_html.startswith(
+        '<p class="format-note"><em>This text is too long to format (400,026 characters;'
+    )
+    assert "<em>b</em>" not in huge_html
+    assert huge_html.endswith("*b* \n&lt;script&gt;alert(1)&lt;/script&gt;</pre>")
+    assert html[item.answers.get(position=1).pk] == "<p><em>short</em></p>"
+    assert _stored_html(item)[1] == html, "the plain-text fallback is stored like any other HTML"
+
+
+def test_once_an_items_texts_used_its_cpu_budget_the_rest_are_shown_as_written(settings):
+    settings.MARKDOWN_MAX_CPU_MS = 50
+    settings.MARKDOWN_ITEM_MAX_CPU_MS = 100
+    # Each unclosed `[` scans the rest of the text: each of these takes seconds to convert, unbounded.
+    slow = ["[" * 20_000 + f" answer {number}" for number in range(3)]
+    item = ItemFactory(project=ProjectFactory(), answers=[*slow, "**fast**"])
+    started = time.thread_time()
+
+    served = _next(_client(), item.project)
+
+    assert time.thread_time() - started < 1
+    html = _html_by_answer(served)
+    by_position = [html[item.answers.get(position=position).pk] for position in range(4)]
+    assert all(
+        text.startswith('<p class="format-note"><em>This text took too long') for text in by_position[:2]
+    )
+    # Two stopped at 50 ms each: the item's 100 ms are spent, and its other texts are not even tried.
+    assert by_position[2].startswith('<p class="format-note"><em>This item took too long to format')
+    assert by_position[2].endswith("[[[ answer 2</pre>")
+    assert by_position[3].startswith('<p class="format-note"><em>This item took too long to format')

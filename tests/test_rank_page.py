@@ -1,6 +1,7 @@
 """The ranking page's server side: Markdown rendering, the page itself, and CSRF on the calls it makes."""
 
 import json
+import time
 
 import pytest
 from django.test import Client
@@ -55,6 +56,44 @@ def test_render_markdown_of_empty_text_is_empty():
     assert render_markdown("") == ""
 
 
+def test_emphasis_heavy_text_over_the_size_limit_is_shown_as_written_at_once():
+    # 400 kB of emphasis took Python-Markdown 36 s (issue #12); over MARKDOWN_MAX_CHARS it is not converted.
+    text = "*b* " * 100_000 + "\n<script>alert(1)</script>\nlast line"
+    started = time.thread_time()
+
+    html = render_markdown(text)
+
+    assert time.thread_time() - started < 0.5
+    assert html.startswith('<p class="format-note"><em>This text is too long to format (400,036 characters;')
+    assert "<em>b</em>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;\nlast line</pre>" in html
+    assert "<script>" not in html
+
+
+def test_text_that_converts_slowly_stops_at_the_cpu_limit_and_shows_as_written(settings):
+    # Within the size limit, but each unclosed `[` scans the rest of the text: 20,000 of them took 33 s.
+    text = "[" * 20_000 + " <b>unclosed"
+    assert len(text) <= settings.MARKDOWN_MAX_CHARS
+    started = time.thread_time()
+
+    html = render_markdown(text)
+
+    assert time.thread_time() - started < settings.MARKDOWN_MAX_CPU_MS / 1000 + 0.5
+    assert html.startswith('<p class="format-note"><em>This text took too long to format')
+    assert html.endswith("[[[ &lt;b&gt;unclosed</pre>")
+    # The converter abandoned midway is not reused: the next text renders as usual.
+    assert render_markdown("**after**\n\n- one\n- two") == (
+        "<p><strong>after</strong></p>\n<ul>\n<li>one</li>\n<li>two</li>\n</ul>"
+    )
+
+
+def test_the_size_limit_is_a_setting(settings):
+    settings.MARKDOWN_MAX_CHARS = 10
+
+    assert render_markdown("**short**") == "<p><strong>short</strong></p>"
+    assert "too long to format (11 characters; the limit is 10)" in render_markdown("**longer**!")
+
+
 @pytest.mark.django_db
 def test_rank_page_asks_anonymous_visitors_to_log_in():
     project = ProjectFactory()
@@ -85,6 +124,19 @@ def test_rank_page_shows_the_project_guidelines_rendered_and_sanitised():
     assert settings["next_url"] == f"/api/projects/{project.pk}/next/"
     assert settings["submit_url_template"] == "/api/assignments/{id}/submit/"
     assert response.cookies["csrftoken"].value
+
+
+@pytest.mark.django_db
+def test_rank_page_shows_guidelines_too_long_to_format_as_written(settings):
+    settings.MARKDOWN_MAX_CHARS = 100
+    project = ProjectFactory(guidelines="Prefer *honest* answers.\n" * 10)
+    client = Client()
+    client.force_login(UserFactory())
+
+    content = client.get(reverse("rank", args=[project.pk])).content.decode()
+
+    assert "This text is too long to format (250 characters; the limit is 100)" in content
+    assert '<pre class="plain-text">Prefer *honest* answers.\nPrefer *honest*' in content
 
 
 @pytest.mark.django_db

@@ -204,6 +204,30 @@ def test_hostile_answer_renders_as_inert_text(browser, live_server):
     page.screenshot(path=str(ARTIFACTS / "rank-page-phone.png"), full_page=True)
 
 
+def test_an_answer_too_long_to_format_shows_as_written_under_a_note(browser, live_server):
+    project = ProjectFactory()
+    # 400 kB of emphasis: converting it took 36 s, holding the item's row lock (issue #12).
+    huge = "*b* " * 100_000 + "\nlast line <b>not bold</b>"
+    ItemFactory(project=project, answers=[huge, "A **plain** answer."])
+    user = UserFactory()
+    page = _open_page(browser)
+    _log_in(page, live_server, user, reverse("rank", args=[project.pk]))
+    _answer_ids(page)
+
+    card = page.locator("[data-answers] .answer-card", has=page.locator(".format-note"))
+    assert card.locator(".format-note").inner_text() == (
+        "This text is too long to format (400,026 characters; the limit is 50,000), "
+        "so it is shown as written."
+    )
+    as_written = card.locator("pre.plain-text")
+    assert as_written.inner_text().startswith("*b* *b* *b*")
+    assert as_written.inner_text().endswith("*b* \nlast line <b>not bold</b>")
+    assert as_written.evaluate("pre => getComputedStyle(pre).whiteSpace") == "pre-wrap"
+    assert page.locator("[data-answers] strong", has_text="plain").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "rank-page-too-long.png"))
+
+
 def test_an_expired_lease_shows_the_servers_message_and_the_page_goes_on(browser, live_server):
     project = ProjectFactory(rankings_per_item=1)
     ItemFactory(project=project, answers=["first", "second"])
