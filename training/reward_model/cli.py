@@ -19,8 +19,18 @@ to stderr. A parent reads stdout line by line:
     {"event": "result", "output_dir": ..., "train_seconds": s, "answers_per_second": x,
      "tokens_per_second": x, "peak_memory_mb": x, "grad_norm_mean": x, "grad_norm_max": x,
      "clipped_step_fraction": x, "eval": {...metrics...}, ...}                     always the last line
+    The result also holds "evaluation" (the figures below, on the held-out split; null without one) and
+    "suites" ({name: figures} for each --suite NAME=FILE), and the model directory an "evaluation/"
+    folder: held_out.jsonl and suite-NAME.jsonl, one line per distinct pair, {"group", "better",
+    "worse", "margin"} (answer ids, and the model's r(better) - r(worse)).
 ``evaluate``
-    one line: {"event": "result", "pairwise_accuracy": x, "pairs": n, "items": n, ...}
+    one line: {"event": "result", "pairwise_accuracy": x, "accuracy_ci": [low, high], "pairs": n,
+     "items": n, "human_ceiling": x, "length_correlation": x, "accuracy_longer_preferred": x,
+     "accuracy_shorter_preferred": x, "ece": x, "calibration": [bins], "subsets": {name: x},
+     "flags": {label: x}, "import_batches": {name: x}, ..., "suites": {name: figures}}
+    The figures are defined in `metrics` and computed by `evaluation.evaluation_figures`, the same code
+    a training run uses; --pairs-output FILE writes the pair margins as above. With --suite alone (no
+    --data) the line holds only "suites".
 ``score``
     one line per distinct answer of each item, rows of one item or prompt merged as ``train`` reads them:
     {"event": "score", "group_id": ..., "answer_id": ..., "answer_index": k, "reward": x},
@@ -53,10 +63,18 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .data import FORMATS, ReadReport, file_sha256, read_groups, split_groups
+from .data import FORMATS, Group, ReadReport, file_sha256, read_groups, split_groups
+from .evaluation import (
+    evaluation_figures,
+    pair_margins_write,
+    read_evaluation_groups,
+    suites_figures,
+    suites_read,
+)
 from .loss import LOSSES
 
 
@@ -133,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--init-from", default=None, help="warm start: a reward model directory to continue training from"
     )
+    _evaluation_arguments(t)
 
     # Both inference commands take the same arguments: a trained model and a file to run it on.
     for command, help_text in (
@@ -141,16 +160,39 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(command, help=help_text)
         p.add_argument("--model", required=True)
-        p.add_argument("--data", required=True)
+        # `evaluate` may be given suites alone.
+        p.add_argument("--data", required=command == "score")
         p.add_argument("--format", default="auto", choices=FORMATS)
         p.add_argument("--batch-tokens", type=int, default=16384)
         p.add_argument("--device", default=None)
+        if command == "evaluate":
+            _evaluation_arguments(p)
+            p.add_argument("--pairs-output", default=None, help="write each pair's margin here (JSON lines)")
     return parser
 
 
-def _read(path: str, fmt: str) -> tuple[list, ReadReport]:
+def _evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--subset-field",
+        default="subset",
+        help="the row field whose value names a pair's subset (RewardBench's `subset`)",
+    )
+    parser.add_argument(
+        "--suite",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="also evaluate on this file, reported under its name (repeatable)",
+    )
+
+
+def _read(path: str, fmt: str, subset_field: str | None = None) -> tuple[list, ReadReport]:
+    """A file's groups and what was left out; with `subset_field`, read as an evaluation file."""
     report = ReadReport()
-    groups = read_groups(path, fmt, report)
+    if subset_field is None:
+        groups = read_groups(path, fmt, report)
+    else:
+        groups = read_evaluation_groups(path, fmt, subset_field=subset_field, report=report)
     return groups, report
 
 
@@ -159,12 +201,14 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from .trainer import TrainConfig, train
 
     _emit({"event": "start", "command": "train", "arguments": vars(args)})
-    groups, report = _read(args.data, args.format)
+    # The held-out groups are read as evaluation files are, for the figures after the last epoch.
+    groups, report = _read(args.data, args.format, None if args.eval_data else args.subset_field)
     if args.eval_data:
         train_groups = groups
-        eval_groups, eval_report = _read(args.eval_data, args.format)
+        eval_groups, eval_report = _read(args.eval_data, args.format, args.subset_field)
     else:
         train_groups, eval_groups = split_groups(groups, args.eval_fraction)
+    suites = suites_read(args.suite, args.format, subset_field=args.subset_field)
     _emit({"event": "read", "rows": report.rows, "groups": report.groups, "skipped_rows": report.skipped})
     config = TrainConfig(
         base_model=args.base_model,
@@ -206,20 +250,33 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         "eval_data_sha256": file_sha256(args.eval_data) if args.eval_data else None,
         "read_report": {"rows": report.rows, "groups": report.groups, "skipped": report.skipped},
     }
-    return train(config, train_groups, eval_groups, on_event=_emit, extra_metadata=extra)
+    return train(config, train_groups, eval_groups, on_event=_emit, extra_metadata=extra, suites=suites)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """Run `evaluate` and return the metrics record."""
-    from .modeling import RewardScorer
-    from .trainer import evaluate_groups
+    """Run `evaluate` and return the figures record (the file's figures, then each suite's)."""
+    from .modeling import RewardScorer, score_encoded
 
+    if not args.data and not args.suite:
+        raise ValueError("evaluate needs --data, --suite or both")
     scorer = RewardScorer(args.model, device=args.device, batch_tokens=args.batch_tokens)
-    groups, report = _read(args.data, args.format)
-    encoded = scorer.encode(groups)
-    # The same held-out metrics the trainer reports after each epoch.
-    metrics = evaluate_groups(scorer.model, encoded, scorer.tokenizer.pad_token_id, args.batch_tokens)
-    return {"event": "result", **metrics, "skipped_rows": report.skipped, "model": args.model}
+    suites = suites_read(args.suite, args.format, subset_field=args.subset_field)
+
+    def score(some: Sequence[Group]) -> list[list[float]]:
+        encoded = scorer.encode(some)
+        return score_encoded(
+            scorer.model, encoded, scorer.tokenizer.pad_token_id, args.batch_tokens, scorer.device
+        )
+
+    # The same figures a training run computes after its last epoch, on this file and on the suites.
+    record: dict[str, Any] = {"event": "result"}
+    if args.data:
+        groups, report = _read(args.data, args.format, args.subset_field)
+        scores = score(groups)
+        record.update(evaluation_figures(groups, scores), skipped_rows=report.skipped)
+        if args.pairs_output:
+            pair_margins_write(args.pairs_output, groups, scores)
+    return {**record, "suites": suites_figures(suites, score), "model": args.model}
 
 
 def cmd_score(args: argparse.Namespace) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import torch
 
 from .batching import EncodedGroup
 from .data import Group
+from .evaluation import Suite, final_evaluation
 from .loss import LOSSES, batch_loss_sum
 from .metrics import ranking_metrics
 from .modeling import (
@@ -209,25 +210,28 @@ def _row_tokens(config: TrainConfig) -> int:
     return config.row_tokens if config.row_tokens is not None else config.max_length
 
 
+def group_scores(
+    model: Any, encoded: Sequence[EncodedGroup], pad_token_id: int, batch_tokens: int, accelerator: Any = None
+) -> list[list[float]]:
+    """Every answer's reward, group by group in order (sharded and gathered when distributed)."""
+    device = next(model.parameters()).device
+    dtype = torch.bfloat16 if accelerator is not None and accelerator.mixed_precision == "bf16" else None
+    if accelerator is None or accelerator.num_processes == 1:
+        return score_encoded(model, encoded, pad_token_id, batch_tokens, device, dtype)
+    from accelerate.utils import gather_object
+
+    mine = list(range(accelerator.process_index, len(encoded), accelerator.num_processes))
+    part = score_encoded(model, [encoded[i] for i in mine], pad_token_id, batch_tokens, device, dtype)
+    by_index = dict(gather_object([(i, s) for i, s in zip(mine, part, strict=True)]))
+    return [by_index[i] for i in range(len(encoded))]
+
+
 def evaluate_groups(
     model: Any, encoded: Sequence[EncodedGroup], pad_token_id: int, batch_tokens: int, accelerator: Any = None
 ) -> dict[str, Any]:
     """Held-out metrics of `model` on already encoded groups (sharded over processes when distributed)."""
-    device = next(model.parameters()).device
-    dtype = torch.bfloat16 if accelerator is not None and accelerator.mixed_precision == "bf16" else None
-    if accelerator is None or accelerator.num_processes == 1:
-        scores = score_encoded(model, encoded, pad_token_id, batch_tokens, device, dtype)
-        indices = list(range(len(encoded)))
-    else:
-        from accelerate.utils import gather_object
-
-        mine = list(range(accelerator.process_index, len(encoded), accelerator.num_processes))
-        part = score_encoded(model, [encoded[i] for i in mine], pad_token_id, batch_tokens, device, dtype)
-        gathered = gather_object([(i, s) for i, s in zip(mine, part, strict=True)])
-        by_index = dict(gathered)
-        indices = sorted(by_index)
-        scores = [by_index[i] for i in indices]
-    return ranking_metrics([encoded[i].pairs for i in indices], [encoded[i].ranking for i in indices], scores)
+    scores = group_scores(model, encoded, pad_token_id, batch_tokens, accelerator)
+    return ranking_metrics([g.pairs for g in encoded], [g.ranking for g in encoded], scores)
 
 
 def train(
@@ -238,11 +242,13 @@ def train(
     extra_metadata: dict[str, Any] | None = None,
     model: Any = None,
     tokenizer: Any = None,
+    suites: Sequence[Suite] = (),
 ) -> dict[str, Any]:
     """Train a reward model on groups, evaluate on held-out groups, save it; return the result record.
 
     `model` and `tokenizer` may be passed already built (e.g. from a config, as the GPU benchmark does);
-    otherwise `config.base_model` is loaded.
+    otherwise `config.base_model` is loaded. After the last epoch the model's figures on the held-out groups
+    and on each of `suites` join the record ("evaluation", "suites"; see `evaluation.final_evaluation`).
     """
     config = _config_checked(config, train_groups, model)
     accelerator, bf16 = _accelerator_start(config)
@@ -271,6 +277,7 @@ def train(
     )
     tally = _epochs_run(training, plans, total_steps)
     result = _result_record(config, accelerator, encoded, tally, bf16)
+    result.update(_final_evaluation(training, tokenizer, eval_groups, tally, suites))
     _model_save(config, accelerator, model, tokenizer, result, extra_metadata)
     return result
 
@@ -322,6 +329,7 @@ class _Tally:
     nonfinite_step: torch.Tensor | None = None
     nonfinite_kind: torch.Tensor | None = None
     eval_metrics: dict[str, Any] = field(default_factory=dict)
+    eval_scores: list[list[float]] | None = None  # every held-out answer's reward at the latest check
 
     @classmethod
     def start(cls, device: torch.device) -> _Tally:
@@ -522,12 +530,17 @@ def _epochs_run(training: _Training, plans: Sequence[list[list[int]]], total_ste
         done = _epoch_run(training, tally, plans[epoch], epoch, total_steps, bar)
         last_epoch = done or epoch == config.epochs - 1
         if training.encoded.eval and (config.eval_every_epoch or last_epoch):
-            tally.eval_metrics = evaluate_groups(
+            tally.eval_scores = group_scores(
                 _reward_model_of(accelerator, training.model),
                 training.encoded.eval,
                 training.pad_id,
                 config.eval_batch_tokens,
                 accelerator,
+            )
+            tally.eval_metrics = ranking_metrics(
+                [g.pairs for g in training.encoded.eval],
+                [g.ranking for g in training.encoded.eval],
+                tally.eval_scores,
             )
             training.emit({"event": "eval", "epoch": epoch + 1, "step": tally.step, **tally.eval_metrics})
         if done:
@@ -735,6 +748,26 @@ def _result_record(
         "bf16": bf16,
         "eval": tally.eval_metrics,
     }
+
+
+def _final_evaluation(
+    training: _Training, tokenizer: Any, eval_groups: Sequence[Group], tally: _Tally, suites: Sequence[Suite]
+) -> dict[str, Any]:
+    """The trained model's figures on the held-out groups (scored by the last check) and on every suite."""
+    config, accelerator = training.config, training.accelerator
+    model = _reward_model_of(accelerator, training.model)
+
+    def score(groups: Sequence[Group]) -> list[list[float]]:
+        encoded = encode_groups(groups, tokenizer, config.max_length, bool(config.shared_prompt))
+        return group_scores(model, encoded, training.pad_id, config.eval_batch_tokens, accelerator)
+
+    return final_evaluation(
+        held_out=eval_groups,
+        held_out_scores=tally.eval_scores,
+        suites=suites,
+        score=score,
+        output_dir=config.output_dir if accelerator.is_main_process else None,
+    )
 
 
 def _model_save(
