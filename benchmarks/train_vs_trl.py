@@ -8,6 +8,13 @@ held-out items (split by item id).
 
     python benchmarks/train_vs_trl.py                      # K=4 rankings and K=2 pairs, MiniLM, CPU
     python benchmarks/train_vs_trl.py --settings 4 --repeats 2 --json-out bench.json
+    python benchmarks/train_vs_trl.py --settings decoder --threads 1   # shared prompts, decoder, K=4
+
+`--settings decoder` trains a small Qwen2-shaped decoder built from a config (no download) on ranked
+groups of K=4 with long multi-turn prompts (about 5x an answer's length) three ways: our engine with
+each group's prompt forwarded once (the shared-prompt layout), our engine without sharing (each answer
+with its own copy of the prompt, padded per batch), and TRL's RewardTrainer on every ordered pair. Its
+JSON ends with `speedup_vs_trl` and `speedup_vs_unshared`, CPU-time ratios per epoch.
 
 TRL comes from the optional `bench` extra (`pip install -e .[bench]`).
 """
@@ -15,6 +22,7 @@ TRL comes from the optional `bench` extra (`pip install -e .[bench]`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -37,6 +45,178 @@ def _data(args: argparse.Namespace, k: int):
     n_items = args.k2_items if k == 2 and args.k2_items else args.items
     groups = groups_from_records(synthetic_records(n_items, k=k, seed=args.seed))
     return split_groups(groups, args.eval_fraction)
+
+
+# A Qwen2-shaped decoder of about 23M parameters: 8 layers, 512 wide, grouped-query attention 8/2.
+DECODER_SHAPE = dict(
+    hidden_size=512,
+    intermediate_size=1408,
+    num_hidden_layers=8,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+    tie_word_embeddings=False,
+)
+DECODER_TRAINERS = ("shared", "unshared", "trl")
+
+
+def _decoder_data(args: argparse.Namespace):
+    from training.reward_model import groups_from_records, split_groups
+    from training.reward_model.synthetic import long_prompt_records
+
+    rows = long_prompt_records(
+        args.decoder_items,
+        k=4,
+        seed=args.seed,
+        turns=3,
+        prompt_words=(args.prompt_words, args.prompt_words * 3 // 2),
+        answer_words=(args.answer_words, args.answer_words * 3 // 2),
+    )
+    return split_groups(groups_from_records(rows), args.eval_fraction)
+
+
+def _decoder_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The same randomly initialised decoder for every trainer (seeded), with the synthetic tokenizer."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+    from training.reward_model.modeling import configure_reward_head
+    from training.reward_model.synthetic import synthetic_tokenizer
+
+    tokenizer = synthetic_tokenizer(2000)
+    config = Qwen2Config(vocab_size=len(tokenizer), num_labels=1, **DECODER_SHAPE)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(args.seed)
+    model = Qwen2ForSequenceClassification(config)
+    configure_reward_head(model, tokenizer)
+    return model, tokenizer
+
+
+def run_decoder(args: argparse.Namespace, trainer: str) -> dict[str, Any]:
+    """One epoch of one trainer on the decoder setting; tokens counted as each trainer forwards them."""
+    import torch
+
+    from training.reward_model import train
+    from training.reward_model.batching import encode_group
+    from training.reward_model.trainer import evaluate_groups
+
+    train_groups, eval_groups = _decoder_data(args)
+    model, tokenizer = _decoder_model(args)
+    train_pairs = sum(len(g.pairs) for g in train_groups)
+    if trainer != "trl":
+        config = dataclasses.replace(
+            _our_config(args, 6), max_length=args.decoder_max_length, shared_prompt=trainer == "shared"
+        )
+        events: list[dict[str, Any]] = []
+        result = train(
+            config, train_groups, eval_groups, on_event=events.append, model=model, tokenizer=tokenizer
+        )
+        data = next(e for e in events if e["event"] == "data")
+        seconds, cpu_seconds, metrics = result["train_seconds"], result["train_cpu_seconds"], result["eval"]
+        tokens, padding, steps = data["train_tokens"], result["padding_fraction"], result["steps"]
+    else:
+        import datasets
+        from trl import RewardConfig, RewardTrainer
+
+        encoded = [encode_group(g, tokenizer, args.decoder_max_length) for g in train_groups]
+        rows = [
+            {"chosen_ids": e.input_ids[b], "rejected_ids": e.input_ids[w]}
+            for e in encoded
+            for b, w in e.pairs
+        ]
+        trl_config = RewardConfig(
+            output_dir=str(Path(args.workdir) / "trl-decoder"),
+            per_device_train_batch_size=args.pairs_per_step,
+            num_train_epochs=1,
+            learning_rate=args.lr,
+            lr_scheduler_type="linear",
+            warmup_steps=0,
+            weight_decay=0.0,
+            max_grad_norm=args.max_grad_norm or float("inf"),
+            max_length=args.decoder_max_length,
+            bf16=False,  # RewardConfig turns bf16 on by default; fp32 like ours
+            gradient_checkpointing=False,
+            disable_dropout=True,
+            seed=args.seed,
+            logging_steps=1,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+        )
+        trl = RewardTrainer(
+            model=model,
+            args=trl_config,
+            train_dataset=datasets.Dataset.from_list(rows),
+            processing_class=tokenizer,
+        )
+        start, cpu_start = time.perf_counter(), time.process_time()
+        trl.train()
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        eval_enc = [encode_group(g, tokenizer, args.decoder_max_length) for g in eval_groups]
+        with torch.no_grad():
+            metrics = evaluate_groups(trl.model, eval_enc, tokenizer.pad_token_id, 16384)
+        tokens = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
+        padding, steps = None, trl.state.global_step
+    return {
+        "trainer": trainer,
+        "tokens_per_epoch": tokens,
+        "seconds_per_epoch": seconds,
+        "cpu_seconds_per_epoch": cpu_seconds,
+        "tokens_per_second": tokens / seconds,
+        "pairs_per_second": train_pairs / seconds,
+        "padding_fraction": padding,
+        "steps": steps,
+        "peak_rss_mb": _peak_rss_mb(),
+        "pairwise_accuracy": metrics["pairwise_accuracy"],
+        "kendall_tau": metrics["kendall_tau"],
+        "train_groups": len(train_groups),
+        "train_pairs": train_pairs,
+        "eval_pairs": metrics["pairs"],
+    }
+
+
+def decoder_comparison(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    """Every decoder trainer in its own child process, `--repeats` times in rotating order; medians."""
+    from training.reward_model.packing import encode_packed_group
+
+    train_groups, _ = _decoder_data(args)
+    _, tokenizer = _decoder_model(args)
+    packed = [encode_packed_group(g, tokenizer, args.decoder_max_length) for g in train_groups]
+    prompt = statistics.fmean(len(p.prompt) for p in packed)
+    answer = statistics.fmean(len(s) for p in packed for s in p.suffixes)
+    runs = []
+    for rep in range(args.repeats):
+        order = DECODER_TRAINERS[rep % 3 :] + DECODER_TRAINERS[: rep % 3]
+        for trainer in order:
+            r = _spawn([*argv, "--decoder-child", trainer], "ours", 4)  # `--child`: any, run_decoder reads
+            r["repeat"] = rep
+            runs.append(r)
+            print(f"# decoder {trainer} repeat {rep}: {json.dumps(r)}", file=sys.stderr, flush=True)
+    med = {
+        trainer: {
+            key: statistics.median(r[key] for r in runs if r["trainer"] == trainer)
+            for key in runs[0]
+            if key not in ("trainer", "repeat") and runs[0][key] is not None
+        }
+        for trainer in DECODER_TRAINERS
+    }
+    for trainer in DECODER_TRAINERS:
+        pad = [r["padding_fraction"] for r in runs if r["trainer"] == trainer]
+        med[trainer]["padding_fraction"] = statistics.median(pad) if None not in pad else None
+    return {
+        "setting": "decoder",
+        "k": 4,
+        "model_parameters": sum(p.numel() for p in _decoder_model(args)[0].parameters()),
+        "mean_prompt_tokens": round(prompt, 1),
+        "mean_answer_tokens": round(answer, 1),
+        "prompt_to_answer": round(prompt / answer, 2),
+        "runs": runs,
+        **{trainer: med[trainer] for trainer in DECODER_TRAINERS},
+        "speedup_vs_trl": med["trl"]["cpu_seconds_per_epoch"] / med["shared"]["cpu_seconds_per_epoch"],
+        "speedup_vs_unshared": med["unshared"]["cpu_seconds_per_epoch"]
+        / med["shared"]["cpu_seconds_per_epoch"],
+    }
 
 
 def _peak_rss_mb() -> float:
@@ -331,13 +511,28 @@ def gradient_noise(args: argparse.Namespace, k: int) -> dict[str, Any]:
     }
 
 
+def _setting(value: str) -> int | str:
+    return value if value == "decoder" else int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Benchmark options; `--child` is internal (one trainer, one setting, JSON on stdout)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--base-model", default=None, help="default: packaged all-MiniLM-L6-v2")
     p.add_argument("--items", type=int, default=400, help="synthetic items per setting")
     p.add_argument("--k2-items", type=int, default=1200, help="items for K=2 (pairs are scarcer per item)")
-    p.add_argument("--settings", type=int, nargs="+", default=[4, 2], help="answers per item (K)")
+    p.add_argument(
+        "--settings",
+        type=_setting,
+        nargs="+",
+        default=[4, 2],
+        help="answers per item (K), or 'decoder': shared prompts on a small decoder (K=4)",
+    )
+    p.add_argument("--decoder-items", type=int, default=80, help="ranked items of the decoder setting")
+    p.add_argument("--prompt-words", type=int, default=60, help="decoder setting: fewest words of a prompt")
+    p.add_argument("--answer-words", type=int, default=12, help="decoder setting: fewest words of an answer")
+    p.add_argument("--decoder-max-length", type=int, default=512)
+    p.add_argument("--decoder-child", choices=DECODER_TRAINERS, default=None, help=argparse.SUPPRESS)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=5e-5)
@@ -376,7 +571,10 @@ def _child(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = (run_ours if args.child == "ours" else run_trl)(args, args.k)
+    if args.decoder_child:
+        result = run_decoder(args, args.decoder_child)
+    else:
+        result = (run_ours if args.child == "ours" else run_trl)(args, args.k)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -389,6 +587,29 @@ def _spawn(argv: list[str], trainer: str, k: int) -> dict[str, Any]:
             return json.loads(line[len("RESULT ") :])
     sys.stderr.write(proc.stderr[-5000:])
     raise RuntimeError(f"{trainer} K={k} failed with exit status {proc.returncode}")
+
+
+def _decoder_table(out: dict[str, Any]) -> None:
+    print(
+        f"decoder setting: {out['model_parameters'] / 1e6:.1f}M parameters, K=4, prompts "
+        f"{out['mean_prompt_tokens']} tokens, answers {out['mean_answer_tokens']} "
+        f"({out['prompt_to_answer']}x)"
+    )
+    print(
+        "| trainer | tokens/epoch | wall s/epoch | CPU s/epoch | tokens/s | peak RSS MB | held-out pair acc |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for trainer in DECODER_TRAINERS:
+        m = out[trainer]
+        print(
+            f"| {trainer} | {m['tokens_per_epoch']:.0f} | {m['seconds_per_epoch']:.1f} | "
+            f"{m['cpu_seconds_per_epoch']:.1f} | {m['tokens_per_second']:.0f} | {m['peak_rss_mb']:.0f} | "
+            f"{_fmt(m['pairwise_accuracy'], '.3f')} |"
+        )
+    print(
+        f"speed-up (CPU time) vs TRL {out['speedup_vs_trl']:.2f}x, "
+        f"vs unshared {out['speedup_vs_unshared']:.2f}x"
+    )
 
 
 def _fmt(x: Any, spec: str) -> str:
@@ -409,6 +630,17 @@ def main() -> None:
         _child(args)
         return
     argv = [a for a in sys.argv[1:] if a not in ("--json-out", args.json_out)]
+    if "decoder" in args.settings:
+        decoder = decoder_comparison(args, argv)
+        _decoder_table(decoder)
+        args.settings = [k for k in args.settings if k != "decoder"]
+        if not args.settings:
+            if args.json_out:
+                Path(args.json_out).write_text(
+                    json.dumps({"arguments": vars(args), "decoder": decoder}, indent=2)
+                )
+            print(json.dumps({key: value for key, value in decoder.items() if key != "runs"}))
+            return
     runs: list[dict[str, Any]] = []
     for k in args.settings:
         for rep in range(args.repeats):

@@ -37,9 +37,6 @@ def tiny_bert_dir(tmp_path_factory, minilm_tokenizer):
 
 
 CHAT_TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-QWEN_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-)
 
 
 @pytest.fixture(scope="session")
@@ -73,36 +70,14 @@ def tiny_llama_dir(tmp_path_factory):
     return str(path)
 
 
-def byte_level_bpe_tokenizer():
-    """A small byte-level BPE tokenizer (as Qwen has) over the synthetic words, with a Qwen chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from training.reward_model.synthetic import BAD, FILLER, GOOD
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    corpus = [" ".join(FILLER), " ".join(GOOD + BAD), "user assistant system ? ."]
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(corpus * 3, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>"
-    )
-    tokenizer.chat_template = QWEN_TEMPLATE
-    return tokenizer
-
-
 @pytest.fixture(scope="session")
 def tiny_qwen2_dir(tmp_path_factory):
     """A 2-layer, 64-wide Qwen2 decoder (grouped-query attention) with a byte-level BPE tokenizer."""
     from transformers import Qwen2Config, Qwen2ForSequenceClassification
 
-    tokenizer = byte_level_bpe_tokenizer()
+    from training.reward_model.synthetic import synthetic_tokenizer
+
+    tokenizer = synthetic_tokenizer()
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=len(tokenizer),

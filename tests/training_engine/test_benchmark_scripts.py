@@ -19,10 +19,19 @@ def _load(name: str):
 def test_gpu_throughput_cpu_smoke_and_peak_table(capsys):
     gpu = _load("gpu_throughput")
     argv = ["--preset", "tiny", "--allow-cpu", "--steps", "3", "--warmup-steps", "1", "--items", "24"]
-    argv += ["--min-words", "5", "--max-words", "20", "--max-length", "64", "--batch-tokens", "1024"]
+    argv += ["--prompt-words", "20", "--answer-words", "4", "--max-length", "128", "--batch-tokens", "1024"]
     assert gpu.main(argv) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["event"] == "result" and result["steps"] == 3 and result["steady_tokens_per_second"] > 0
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.strip().splitlines() if line.startswith('{"')
+    ]
+    result = lines[-1]
+    assert result["event"] == "result" and set(result["trainers"]) == {"shared", "unshared", "trl"}
+    for trainer in result["trainers"].values():
+        assert trainer["steps"] == 3 and trainer["steady_tokens_per_second"] > 0
+    assert result["trainers"]["shared"]["layout"] == "shared_prompt"
+    assert result["trainers"]["unshared"]["layout"] == "plain"
+    assert result["speedup_vs_trl"] > 0 and result["speedup_vs_unshared"] > 0
+    assert result["mean_prompt_tokens"] > 4 * result["mean_answer_tokens"]
     assert gpu.peak_flops("NVIDIA H100 PCIe") == 756e12 and gpu.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
     assert gpu.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12 and gpu.peak_flops("Some GPU") is None
 
@@ -30,6 +39,21 @@ def test_gpu_throughput_cpu_smoke_and_peak_table(capsys):
 def test_train_vs_trl_parser_defaults():
     args = _load("train_vs_trl").build_parser().parse_args([])
     assert args.settings == [4, 2] and args.pairs_per_step == 24 and args.max_length == 128
+
+
+def test_train_vs_trl_decoder_setting_has_long_multi_turn_prompts():
+    bench = _load("train_vs_trl")
+    args = bench.build_parser().parse_args(["--settings", "decoder", "4", "--decoder-items", "20"])
+    assert args.settings == ["decoder", 4]
+    train_groups, eval_groups = bench._decoder_data(args)
+    _, tokenizer = bench._decoder_model(args)
+    from training.reward_model.packing import encode_packed_group
+
+    packed = [encode_packed_group(g, tokenizer, args.decoder_max_length) for g in train_groups]
+    prompt = sum(len(p.prompt) for p in packed) / len(packed)
+    answer = sum(len(s) for p in packed for s in p.suffixes) / sum(len(p.suffixes) for p in packed)
+    assert prompt >= 4 * answer and all(len(g.answers) == 4 for g in train_groups + eval_groups)
+    assert all(len(g.conversation) == 5 for g in train_groups)  # three user turns, two replies
 
 
 def test_train_vs_trl_diagnostic_compositions_hold_the_same_pairs(minilm_tokenizer):

@@ -242,3 +242,34 @@ def long_prompt_records(
 
 def _filler(rng: random.Random, n_words: int) -> str:
     return " ".join(rng.choice(FILLER) for _ in range(max(n_words, 1)))
+
+
+QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+)
+
+
+def synthetic_tokenizer(vocab_size: int = 400) -> Any:
+    """A byte-level BPE tokenizer (Qwen's kind) trained on the synthetic words, with Qwen's chat template.
+
+    For decoders built from a config (tests, benchmarks): no download, and it saves and loads back as the
+    same tokenizer. A small `vocab_size` splits words into several tokens, a large one keeps them whole.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [" ".join(FILLER), " ".join(GOOD + BAD), "user assistant system ? ."]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(corpus * 3, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
+    return tokenizer
