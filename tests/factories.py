@@ -46,6 +46,9 @@ STAFF_PERMISSIONS = (
     "training.change_trainingrun",  # cancel them
     "training.view_rewardmodel",  # list, download and score with them
     "training.change_rewardmodel",  # activate one
+    "training.add_evaluationsuite",  # upload evaluation suites
+    "training.change_evaluationsuite",  # turn a suite's promotion rule on or off
+    "training.delete_evaluationsuite",
 )
 
 

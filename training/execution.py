@@ -20,14 +20,16 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotation.exports import export_snapshot_create
-from annotation.models import ExportSnapshot, Project, Ranking
+from annotation.models import ExportSnapshot, Item, Project, Ranking
 from common.heartbeat import heartbeat_in_background
+from preferences.export_rows import compact_json
 
 from .models import TrainingRun
 from .registry import reward_model_register
 from .runner import EngineProcess, describe_exit, engine_command
 from .runs import ENGINE_FLAGS, TrainingError, run_directory, run_files_tidy, run_process_marker
 from .selectors import reward_model_active
+from .suites import suite_arguments, suite_files_copy
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +58,42 @@ def _training_files_write(
     """Split the snapshot's lines into train.jsonl and eval.jsonl by the project's fixed evaluation split.
 
     Each line is copied as the exports service wrote it: the engine reads rankings exports as they are.
+    Evaluation rows of imported items also get `import_batch`, which the figures are broken down by.
     """
     fraction = run.arguments.get("eval_fraction", DEFAULT_EVAL_FRACTION)
     directory.mkdir(parents=True, exist_ok=True)
     train_path, eval_path = directory / "train.jsonl", directory / "eval.jsonl"
-    counts = {"train": 0, "eval": 0}
-    with snapshot.file.open("rb") as rows, train_path.open("wb") as train, eval_path.open("wb") as held_out:
+    train_rows = 0
+    held_out: list[tuple[int, bytes]] = []
+    with snapshot.file.open("rb") as rows, train_path.open("wb") as train:
         for line in rows:
             if not line.strip():
                 continue
             item_id = int(json.loads(line)["item_id"])
-            held = item_in_evaluation_split(project_id=run.project_id, item_id=item_id, fraction=fraction)
-            (held_out if held else train).write(line if line.endswith(b"\n") else line + b"\n")
-            counts["eval" if held else "train"] += 1
-    run.train_row_count, run.eval_row_count = counts["train"], counts["eval"]
+            if item_in_evaluation_split(project_id=run.project_id, item_id=item_id, fraction=fraction):
+                held_out.append((item_id, line))
+            else:
+                train.write(line if line.endswith(b"\n") else line + b"\n")
+                train_rows += 1
+    batches = _import_batch_names(item_ids={item_id for item_id, _ in held_out})
+    with eval_path.open("wb") as out:
+        for item_id, line in held_out:
+            if item_id in batches:
+                line = compact_json({**json.loads(line), "import_batch": batches[item_id]}).encode()
+            out.write(line if line.endswith(b"\n") else line + b"\n")
+    run.train_row_count, run.eval_row_count = train_rows, len(held_out)
     return train_path, eval_path
+
+
+def _import_batch_names(*, item_ids: set[int]) -> dict[int, str]:
+    """Each imported item's batch as people know it ("#3 oasst.jsonl"), by item id."""
+    names: dict[int, str] = {}
+    ids = sorted(item_ids)
+    for start in range(0, len(ids), 10_000):
+        imported = Item.objects.filter(pk__in=ids[start : start + 10_000], import_batch__isnull=False)
+        rows = imported.values_list("pk", "import_batch_id", "import_batch__file_name")
+        names.update((pk, f"#{batch_id} {file_name}") for pk, batch_id, file_name in rows)
+    return names
 
 
 def _engine_arguments(arguments: dict[str, Any]) -> list[str]:
@@ -222,6 +245,7 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
             train_path, eval_path = _training_files_write(
                 run=run, snapshot=snapshot, directory=directory / "data"
             )
+            suites = suite_files_copy(project=run.project, directory=directory / "data" / "suites")
         if not _run_save(run, None, export_snapshot=snapshot, last_ranking_id=run.last_ranking_id):
             return run  # finished by someone else meanwhile (the reaper)
         if TrainingRun.objects.filter(pk=run.pk).exclude(cancel_requested_at=None).exists():
@@ -235,6 +259,7 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
         arguments += _warm_start_arguments(run)
         # Always our split, never the engine's own: with no evaluation rows, evaluate on nothing.
         arguments += ["--eval-data", str(eval_path)] if run.eval_row_count else ["--eval-fraction", "0"]
+        arguments += suite_arguments(suites)
         engine = EngineProcess(
             engine_command(subcommand="train", arguments=arguments, gpus=settings.TRAINING_GPUS),
             cwd=settings.BASE_DIR,
@@ -274,7 +299,10 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
             return run
         with _heartbeat_in_background(run_id=run.pk):  # evaluating the active model takes a while too
             reward_model_register(
-                run=run, artifact_path=output, eval_path=eval_path if run.eval_row_count else None
+                run=run,
+                artifact_path=output,
+                eval_path=eval_path if run.eval_row_count else None,
+                suites=suites,
             )
         _run_finish(run, TrainingRun.Status.SUCCEEDED, engine=engine)
         return run

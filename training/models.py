@@ -132,6 +132,9 @@ class RewardModel(models.Model):
     is_active = models.BooleanField(default=False)
     activated_at = models.DateTimeField(null=True, blank=True)
     not_active_reason = models.TextField(blank=True)
+    # The held-out pairs whose order changed since the previous version (`diagnostics.pair_flips`): counts
+    # and a sample with both versions' margins, worked out when this version was registered.
+    flips = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -150,3 +153,65 @@ class RewardModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} v{self.version}{' (active)' if self.is_active else ''}"
+
+
+class EvaluationSuite(models.Model):
+    """An evaluation file staff uploaded to a project: each new version is scored on it in its training run.
+
+    Pairs (`prompt`, `chosen`, `rejected`, an optional `subset`, as RewardBench lays them out) or ranked
+    groups, in any format the readers read. The file never changes: a new file is a new suite.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="evaluation_suites")
+    name = models.CharField(max_length=100)
+    file = models.FileField(upload_to="evaluation_suites/%Y/%m/")
+    file_name = models.CharField(max_length=500, help_text="The name it was uploaded under.")
+    sha256 = models.CharField(max_length=64)
+    format = models.CharField(max_length=20)
+    items = models.PositiveIntegerField(default=0)
+    pairs = models.PositiveIntegerField(default=0)
+    # Rows per value of the file's `subset` field, {} when it has none.
+    subsets = models.JSONField(default=dict, blank=True)
+    holds_back_promotion = models.BooleanField(
+        default=False,
+        help_text="A new version whose accuracy on this suite is below the active version's stays inactive.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="evaluation_suite_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.project})"
+
+
+class SuiteResult(models.Model):
+    """A version's figures on one evaluation suite: from its own run, or from a newer version's comparison."""
+
+    reward_model = models.ForeignKey(RewardModel, on_delete=models.CASCADE, related_name="suite_results")
+    suite = models.ForeignKey(EvaluationSuite, on_delete=models.CASCADE, related_name="results")
+    pairwise_accuracy = models.FloatField(null=True, blank=True)
+    pairs = models.PositiveIntegerField(default=0)
+    # Everything `evaluate` reports on the suite: interval, length bias, calibration, per-subset accuracy.
+    figures = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["suite", "reward_model"]
+        constraints = [
+            models.UniqueConstraint(fields=["reward_model", "suite"], name="suite_result_unique"),
+            models.CheckConstraint(
+                condition=Q(pairwise_accuracy__isnull=True)
+                | Q(pairwise_accuracy__gte=0, pairwise_accuracy__lte=1),
+                name="suite_result_accuracy_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reward_model} on {self.suite.name}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +17,24 @@ from django.utils import timezone
 
 from annotation.models import Project
 
-from .models import RewardModel, TrainingRun
+from .diagnostics import version_flips
+from .models import EvaluationSuite, RewardModel, SuiteResult, TrainingRun
 from .runner import describe_exit, engine_command
 from .runs import TrainingError
 from .selectors import reward_model_active
+from .suites import SuiteFile, suite_arguments
 
 log = logging.getLogger(__name__)
 
 
-def reward_model_evaluate(*, artifact_path: str | Path, data_path: str | Path) -> dict[str, Any]:
-    """Pairwise accuracy of a saved model on a data file, through the engine's `evaluate` command."""
-    command = engine_command(
-        subcommand="evaluate", arguments=["--model", str(artifact_path), "--data", str(data_path)]
-    )
+def reward_model_evaluate(
+    *, artifact_path: str | Path, data_path: str | Path | None, suites: Sequence[SuiteFile] = ()
+) -> dict[str, Any]:
+    """A saved model's figures on a data file and on suites, through the engine's `evaluate` command."""
+    arguments = ["--model", str(artifact_path)]
+    if data_path is not None:
+        arguments += ["--data", str(data_path)]
+    command = engine_command(subcommand="evaluate", arguments=[*arguments, *suite_arguments(list(suites))])
     completed = subprocess.run(command, capture_output=True, text=True, cwd=settings.BASE_DIR, check=False)
     if completed.returncode != 0:
         raise TrainingError(
@@ -39,29 +46,115 @@ def reward_model_evaluate(*, artifact_path: str | Path, data_path: str | Path) -
     raise TrainingError("evaluate printed no result.")
 
 
-def reward_model_register(*, run: TrainingRun, artifact_path: Path, eval_path: Path | None) -> RewardModel:
-    """Record the run's model as the project's next version and promote it if it is at least as good."""
+@dataclass
+class _Comparison:
+    """The active version's figures beside the new one's, and every reason not to promote the new one."""
+
+    accuracy: float | None = None
+    reasons: list[str] = field(default_factory=list)
+    # Figures of the active version on suites it had none for, by suite id (stored with it).
+    active_suites: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def _compare_with_active(
+    *,
+    active: RewardModel,
+    result: dict[str, Any],
+    accuracy: float | None,
+    eval_path: Path | None,
+    suites: Sequence[SuiteFile],
+) -> _Comparison:
+    """Score the active version where its figures are missing; a reason for each figure the new one loses.
+
+    The rules: not worse on the project's evaluation split, and not worse on each suite that holds back
+    promotion. The active version's suite figures are reused when it has them (a suite's file never
+    changes); those it lacks are computed now, in the same `evaluate` as its split accuracy.
+    """
+    comparison = _Comparison()
+    if eval_path is None or accuracy is None:
+        comparison.reasons.append(
+            "No evaluation pairs to compare with the active model; activate it by hand if wanted."
+        )
+    ruled = [f for f in suites if f.suite.holds_back_promotion]
+    known = dict(SuiteResult.objects.filter(reward_model=active).values_list("suite_id", "pairwise_accuracy"))
+    missing = [f for f in ruled if f.suite.pk not in known]
+    split = eval_path if accuracy is not None else None
+    if split is not None or missing:
+        try:
+            evaluated = reward_model_evaluate(
+                artifact_path=active.artifact_path, data_path=split, suites=missing
+            )
+        except (TrainingError, OSError, ValueError) as exc:
+            log.warning("Could not evaluate active model %s: %s", active, exc)
+            evaluated = {}
+        if split is not None:
+            comparison.accuracy = evaluated.get("pairwise_accuracy")
+        for f in missing:
+            if f.engine_name in evaluated.get("suites", {}):
+                comparison.active_suites[f.suite.pk] = evaluated["suites"][f.engine_name]
+                known[f.suite.pk] = comparison.active_suites[f.suite.pk].get("pairwise_accuracy")
+    if comparison.accuracy is not None and accuracy is not None and accuracy < comparison.accuracy:
+        comparison.reasons.append(
+            f"Pairwise accuracy {accuracy:.3f} is below the active v{active.version}'s "
+            f"{comparison.accuracy:.3f} on the same evaluation split."
+        )
+    for f in ruled:
+        mine = (result.get("suites") or {}).get(f.engine_name, {}).get("pairwise_accuracy")
+        theirs = known.get(f.suite.pk)
+        if mine is None:
+            comparison.reasons.append(f"No accuracy on suite “{f.suite.name}”, which promotion requires.")
+        elif theirs is not None and mine < theirs:
+            comparison.reasons.append(
+                f"Accuracy {mine:.3f} on suite “{f.suite.name}” is below the active "
+                f"v{active.version}'s {theirs:.3f}."
+            )
+    return comparison
+
+
+def _suite_results_save(*, reward_model: RewardModel, figures: dict[int, dict[str, Any]]) -> None:
+    """Store a version's figures on each suite (by suite id), replacing any it had."""
+    for suite_id, suite_figures in figures.items():
+        SuiteResult.objects.update_or_create(
+            reward_model=reward_model,
+            suite_id=suite_id,
+            defaults={
+                "pairwise_accuracy": suite_figures.get("pairwise_accuracy"),
+                "pairs": int(suite_figures.get("pairs") or 0),
+                "figures": suite_figures,
+            },
+        )
+
+
+def reward_model_register(
+    *,
+    run: TrainingRun,
+    artifact_path: Path,
+    eval_path: Path | None,
+    suites: Sequence[SuiteFile] = (),
+) -> RewardModel:
+    """Record the run's model as the project's next version and promote it if it is at least as good.
+
+    At least as good: on the project's evaluation split, and on every suite that holds back promotion.
+    The version also records the held-out pairs whose order changed since the previous version.
+    """
     result = run.result_metrics or {}
     held_out = result.get("eval") or {}
     accuracy = held_out.get("pairwise_accuracy") if held_out.get("pairs") else None
     active = reward_model_active(project=run.project)
-    compared_accuracy = None
-    reason = ""
+    comparison = _Comparison()
     if active is not None:
-        if eval_path is None or accuracy is None:
-            reason = "No evaluation pairs to compare with the active model; activate it by hand if wanted."
-        else:
-            try:
-                compared_accuracy = reward_model_evaluate(
-                    artifact_path=active.artifact_path, data_path=eval_path
-                )["pairwise_accuracy"]
-            except (TrainingError, KeyError, OSError) as exc:
-                log.warning("Could not evaluate active model %s: %s", active, exc)
-            if compared_accuracy is not None and accuracy < compared_accuracy:
-                reason = (
-                    f"Pairwise accuracy {accuracy:.3f} is below the active v{active.version}'s "
-                    f"{compared_accuracy:.3f} on the same evaluation split."
-                )
+        comparison = _compare_with_active(
+            active=active, result=result, accuracy=accuracy, eval_path=eval_path, suites=suites
+        )
+    previous = RewardModel.objects.filter(project=run.project).order_by("-version").first()
+    flips = {}
+    if previous is not None:
+        flips = version_flips(newer_directory=artifact_path, older_directory=previous.artifact_path) or {}
+        if flips:
+            flips["version"] = previous.version
+    reported = result.get("suites") or {}
+    own_suites = {f.suite.pk: reported[f.engine_name] for f in suites if f.engine_name in reported}
+    reason = " ".join(comparison.reasons)
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=run.project_id)
         version = (RewardModel.objects.filter(project=project).aggregate(m=Max("version"))["m"] or 0) + 1
@@ -75,9 +168,20 @@ def reward_model_register(*, run: TrainingRun, artifact_path: Path, eval_path: P
             pairwise_accuracy=accuracy,
             eval_pairs=int(held_out.get("pairs") or 0),
             compared_with=active,
-            compared_accuracy=compared_accuracy,
+            compared_accuracy=comparison.accuracy,
             not_active_reason=reason,
+            flips=flips,
         )
+        # Suites deleted while the run trained have no row to hold figures any more.
+        existing = set(EvaluationSuite.objects.filter(pk__in=own_suites).values_list("pk", flat=True))
+        _suite_results_save(
+            reward_model=reward_model, figures={k: v for k, v in own_suites.items() if k in existing}
+        )
+        if active is not None:
+            _suite_results_save(
+                reward_model=active,
+                figures={k: v for k, v in comparison.active_suites.items() if k in existing},
+            )
         if reason:
             return reward_model
         current = reward_model_active(project=project)

@@ -12,9 +12,9 @@ from common.api import MAX_ID
 from common.errors import DomainError
 from common.pages import staff_only
 
-from . import registry, runs
+from . import comparison, registry, runs, suites
 from .api import reward_model_archive_response
-from .models import RewardModel, TrainingRun
+from .models import EvaluationSuite, RewardModel, TrainingRun
 from .selectors import (
     accuracy_chart,
     loss_chart,
@@ -131,14 +131,113 @@ def run_retry(request, run_id: int):
 
 @staff_only
 def project_models(request, project_id: int):
-    """A project's model versions with their metrics, activation and download."""
+    """A project's model versions with their figures, per-suite accuracy, activation and download."""
+    project = get_object_or_404(Project, pk=project_id)
+    versions = list(reward_models_for_project(project=project))
+    table_versions = comparison.versions_for_tables(project=project)
+    context = {
+        "project": project,
+        "reward_models": [(v, comparison.version_figures(v)) for v in versions],
+        "accuracy_svg": comparison.accuracy_by_version_chart(project=project),
+        "table_versions": table_versions,
+        "suite_tables": comparison.suite_tables(project=project, versions=table_versions),
+    }
+    return render(request, "training/project_models.html", context)
+
+
+def _version_chosen(request, name: str, versions: list[RewardModel], default: RewardModel) -> RewardModel:
+    """The version the query string names by number (`?a=3`), or `default`; 404 for one that is not there."""
+    value = request.GET.get(name)
+    if value is None:
+        return default
+    by_number = {str(v.version): v for v in versions}
+    if value not in by_number:
+        raise Http404(f"No version {value[:20]} in this project.")
+    return by_number[value]
+
+
+@staff_only
+def versions_compare(request, project_id: int):
+    """Two versions side by side on every figure, with plots and the pairs whose order changed."""
+    project = get_object_or_404(Project, pk=project_id)
+    versions = list(comparison.versions_of_project(project=project))
+    if not versions:
+        messages.info(request, "No versions to compare yet: a successful run registers one.")
+        return redirect("training:project-models", project_id=project.pk)
+    newest = versions[0]
+    a = _version_chosen(request, "a", versions, versions[1] if len(versions) > 1 else newest)
+    b = _version_chosen(request, "b", versions, newest)
+    if a.version > b.version:
+        a, b = b, a
+    context = {
+        "project": project,
+        "versions": versions,
+        **comparison.versions_compare(project=project, a=a, b=b),
+    }
+    return render(request, "training/versions_compare.html", context)
+
+
+@staff_only
+def project_suites(request, project_id: int):
+    """A project's evaluation suites: upload, the promotion rule of each, delete."""
     project = get_object_or_404(Project, pk=project_id)
     context = {
         "project": project,
-        "reward_models": reward_models_for_project(project=project),
-        "accuracy_svg": accuracy_chart(project=project),
+        "suites": EvaluationSuite.objects.filter(project=project).select_related("created_by"),
+        "max_megabytes": suites.SUITE_MAX_BYTES // 2**20,
     }
-    return render(request, "training/project_models.html", context)
+    return render(request, "training/project_suites.html", context)
+
+
+@staff_only
+@permission_required("training.add_evaluationsuite", raise_exception=True)
+@require_POST
+def suite_upload(request, project_id: int):
+    """The upload form of the suites page."""
+    project = get_object_or_404(Project, pk=project_id)
+    upload = request.FILES.get("file")
+    if upload is None:
+        messages.error(request, "Choose a file to upload.")
+        return redirect("training:project-suites", project_id=project.pk)
+    try:
+        suite = suites.evaluation_suite_create(
+            project=project,
+            upload=upload,
+            name=request.POST.get("name") or upload.name,
+            holds_back_promotion=request.POST.get("holds_back_promotion") == "on",
+            created_by=request.user,
+        )
+    except DomainError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"Suite “{suite.name}”: {suite.pairs} pairs in {suite.items} items. Every new version is "
+            "evaluated on it.",
+        )
+    return redirect("training:project-suites", project_id=project.pk)
+
+
+@staff_only
+@permission_required("training.change_evaluationsuite", raise_exception=True)
+@require_POST
+def suite_rule(request, suite_id: int):
+    """Turn a suite's promotion rule on or off."""
+    suite = get_object_or_404(EvaluationSuite, pk=suite_id)
+    suites.evaluation_suite_update(suite=suite, holds_back_promotion=request.POST.get("holds_back") == "1")
+    return redirect("training:project-suites", project_id=suite.project_id)
+
+
+@staff_only
+@permission_required("training.delete_evaluationsuite", raise_exception=True)
+@require_POST
+def suite_delete(request, suite_id: int):
+    """Delete a suite with its figures."""
+    suite = get_object_or_404(EvaluationSuite, pk=suite_id)
+    project_id, name = suite.project_id, suite.name
+    suites.evaluation_suite_delete(suite=suite)
+    messages.success(request, f"Suite “{name}” deleted.")
+    return redirect("training:project-suites", project_id=project_id)
 
 
 @staff_only
