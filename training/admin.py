@@ -64,6 +64,13 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # runs start through "Retrain now", the API or the schedule, never by hand-made rows
 
+    def has_delete_permission(self, request, obj=None):
+        # A queued or running run is cancelled first: its worker would go on writing into the directory
+        # the delete removes (`model_files`).
+        if obj is not None and obj.is_active:
+            return False
+        return super().has_delete_permission(request, obj)
+
     @admin.display(description="progress")
     def progress(self, run):
         url = reverse("training:project-runs", args=[run.project_id])

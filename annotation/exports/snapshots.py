@@ -145,20 +145,18 @@ def export_snapshot_prune(*, keep: int | None = None, project: Project | None = 
     if project is not None:
         snapshots = snapshots.filter(project=project)
     seen: dict[tuple, int] = {}
-    doomed: list[tuple[int, str]] = []
-    for pk, project_id, format, container, filters, file_name in snapshots.values_list(
-        "pk", "project_id", "format", "container", "filters", "file"
+    doomed: list[int] = []
+    for pk, project_id, format, container, filters in snapshots.values_list(
+        "pk", "project_id", "format", "container", "filters"
     ).iterator(chunk_size=2000):
         # Per container too, as export_snapshot_latest looks: forced parquet files must not push out the
         # scheduled jsonl one, or the next run would write that again.
         key = (project_id, format, container, json.dumps(filters, sort_keys=True))
         seen[key] = seen.get(key, 0) + 1
         if seen[key] > keep:
-            doomed.append((pk, file_name))
-    with transaction.atomic():
-        ExportSnapshot.objects.filter(pk__in=[pk for pk, _ in doomed]).delete()
-        names = [file_name for _, file_name in doomed if file_name]
-        transaction.on_commit(lambda: [default_storage.delete(n) for n in names])
+            doomed.append(pk)
+    # Their files go once this commits (`annotation.stored_files`).
+    ExportSnapshot.objects.filter(pk__in=doomed).delete()
     return len(doomed)
 
 
