@@ -191,6 +191,21 @@ def test_an_import_jobs_upload_goes_with_its_row(roots):
     assert files_under(roots / "media") == []
 
 
+def test_a_projects_evaluation_suite_files_go_with_it(roots):
+    from django.core.files.base import ContentFile
+
+    from training.models import EvaluationSuite
+
+    project = ProjectFactory()
+    suite = EvaluationSuite(project=project, name="helpfulness", file_name="suite.jsonl", sha256="0" * 64)
+    suite.file.save("suite.jsonl", ContentFile(b"{}\n"))
+    assert files_under(roots / "media") == [suite.file.name]
+
+    project_delete(project=project)
+
+    assert files_under(roots / "media") == []
+
+
 def test_the_project_directory_is_where_each_run_keeps_its_files(roots):
     run = TrainingRun.objects.create(project=ProjectFactory(), trigger="api")
 

@@ -11,7 +11,8 @@ commits, so a delete that rolls back keeps them.
 
 - a project: its whole directory;
 - a run: its directory, less the model of the version it registered, which outlives the run;
-- a version: its model directory, unless another version names it too.
+- a version: its model directory, unless another version names it too;
+- an evaluation suite: its file in the media storage, as `annotation.stored_files` does for snapshots.
 
 Only what lies under MODEL_ROOT is ever deleted: a version may name a directory placed elsewhere by hand.
 """
@@ -31,8 +32,9 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 
 from annotation.models import Project
+from annotation.stored_files import stored_file_delete_on_commit
 
-from .models import RewardModel, TrainingRun
+from .models import EvaluationSuite, RewardModel, TrainingRun
 from .runs import run_directory
 
 log = logging.getLogger(__name__)
@@ -100,11 +102,16 @@ def _reward_model_deleted(sender: type, instance: RewardModel, using: str, **kwa
         model_directory_delete_on_commit(path=Path(instance.artifact_path), using=using)
 
 
+def _suite_deleted(sender: type, instance: EvaluationSuite, using: str, **kwargs: Any) -> None:
+    stored_file_delete_on_commit(name=instance.file.name, using=using)
+
+
 def model_files_follow_rows() -> None:
-    """Delete a project's, a run's or a version's files when its row is deleted (TrainingConfig.ready)."""
+    """Delete the files of a project, run, version or suite with its row (TrainingConfig.ready)."""
     for model, receiver in (
         (Project, _project_deleted),
         (TrainingRun, _run_deleted),
         (RewardModel, _reward_model_deleted),
+        (EvaluationSuite, _suite_deleted),
     ):
         post_delete.connect(receiver, sender=model, dispatch_uid=f"model-files-of-{model._meta.label}")
