@@ -36,22 +36,28 @@ def _empty(title_text: str) -> SafeString:
 class _Frame:
     """The plot area of one chart: scales from data to pixels, and the grid, ticks and axis labels."""
 
-    def __init__(self, x_range: tuple[float, float], y_range: tuple[float, float], height: int = HEIGHT):
+    def __init__(
+        self,
+        x_range: tuple[float, float],
+        y_range: tuple[float, float],
+        height: int = HEIGHT,
+        top: int = MARGIN_TOP,
+    ):
         self.x_low, self.x_high = x_range
         self.y_low, self.y_high = y_range
         if self.y_high == self.y_low:
             self.y_low, self.y_high = self.y_low - 0.5, self.y_high + 0.5
         if self.x_high == self.x_low:
             self.x_low, self.x_high = self.x_low - 1, self.x_high + 1
-        self.height = height
+        self.height, self.top = height, top
         self.plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
-        self.plot_h = height - MARGIN_TOP - MARGIN_BOTTOM
+        self.plot_h = height - top - MARGIN_BOTTOM
 
     def sx(self, x: float) -> float:
         return MARGIN_LEFT + (x - self.x_low) / (self.x_high - self.x_low) * self.plot_w
 
     def sy(self, y: float) -> float:
-        return MARGIN_TOP + (1 - (y - self.y_low) / (self.y_high - self.y_low)) * self.plot_h
+        return self.top + (1 - (y - self.y_low) / (self.y_high - self.y_low)) * self.plot_h
 
     def opening(self, title_text: str) -> list[str]:
         """The svg element, its title, the grid with its ticks: the parts every chart starts with."""
@@ -76,7 +82,7 @@ class _Frame:
         return parts
 
     def axis_labels(self, x_label: str, y_label: str) -> str:
-        middle = MARGIN_TOP + self.plot_h / 2
+        middle = self.top + self.plot_h / 2
         return (
             f'<text class="axis-label" x="{MARGIN_LEFT + self.plot_w / 2}" y="{self.height - 4}" '
             f'text-anchor="middle">{escape(x_label)}</text>'
@@ -134,6 +140,7 @@ class Series:
     # Whiskers (x, low, high), e.g. a confidence interval at each point.
     whiskers: Sequence[tuple[float, float, float]] = ()
     dashed: bool = False
+    radius: float = 3
 
 
 def series_chart_svg(
@@ -154,7 +161,8 @@ def series_chart_svg(
         return _empty(title_text)
     xs = [p[0] for p in every]
     ys = [p[1] for p in every] + [y for s in series for _, low, high in s.whiskers for y in (low, high)]
-    frame = _Frame(x_range or (min(xs), max(xs)), y_range or (min(ys), max(ys)), height)
+    # The legend runs along the top, above the plot, so that it never hides a point.
+    frame = _Frame(x_range or (min(xs), max(xs)), y_range or (min(ys), max(ys)), height, top=MARGIN_TOP + 20)
     parts = frame.opening(title_text)
     parts.append(frame.axis_labels(x_label, y_label))
     if diagonal:
@@ -174,14 +182,14 @@ def series_chart_svg(
             for x, y in s.points:
                 parts.append(
                     f'<circle class="point series-{style}" cx="{frame.sx(x):.1f}" cy="{frame.sy(y):.1f}" '
-                    f'r="3"><title>{name}: {_label(x)}, {_label(y)}</title></circle>'
+                    f'r="{s.radius}"><title>{name}: {_label(x)}, {_label(y)}</title></circle>'
                 )
-    for k, s in enumerate(series):
-        y = MARGIN_TOP + 6 + 14 * k
-        x = WIDTH - MARGIN_RIGHT - 150
+    x, y = MARGIN_LEFT, MARGIN_TOP
+    for s in series:
         parts.append(
-            f'<rect class="legend-key series-{escape(s.style)}" x="{x}" y="{y - 8}" width="10" height="10"/>'
-            f'<text class="legend" x="{x + 16}" y="{y + 1}">{escape(s.name)}</text>'
+            f'<rect class="legend-key series-{escape(s.style)}" x="{x}" y="{y - 4}" width="10" height="10"/>'
+            f'<text class="legend" x="{x + 14}" y="{y + 5}">{escape(s.name)}</text>'
         )
+        x += 30 + 6 * len(s.name)  # about the width of the name at 11px
     parts.append("</svg>")
     return mark_safe("".join(parts))  # every interpolated text above went through escape()

@@ -185,9 +185,8 @@ def accuracy_by_version_chart(*, project: Project, marked: tuple[RewardModel, ..
         series.append(Series("human ceiling", ceiling, style="ceiling", dashed=True))
     for style, v in zip(("a", "b"), marked, strict=False):
         if v.pairwise_accuracy is not None:
-            series.append(
-                Series(f"v{v.version}", [(v.version, v.pairwise_accuracy)], style=style, lines=False)
-            )
+            point = [(v.version, v.pairwise_accuracy)]
+            series.append(Series(f"v{v.version}", point, style=style, lines=False, radius=6))
     return series_chart_svg(
         series=series,
         title="Pairwise accuracy on the evaluation split, by version",
