@@ -8,7 +8,6 @@ read is refused at the door with its FILE:LINE, never in a training run hours la
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
 import tempfile
@@ -16,7 +15,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -31,8 +29,6 @@ from preferences.pairs import ranking_pairs
 from preferences.readers import ImportFailed, RowFile, file_format, read_items
 
 from .models import EvaluationSuite
-
-log = logging.getLogger(__name__)
 
 # Every run scores every suite of its project: a suite is a sample, not a training set.
 SUITE_MAX_BYTES = 50 * 1024 * 1024
@@ -163,18 +159,8 @@ def evaluation_suite_update(*, suite: EvaluationSuite, holds_back_promotion: boo
 
 
 def evaluation_suite_delete(*, suite: EvaluationSuite) -> None:
-    """Delete the suite, its figures for every version, and (once that is committed) its file."""
-    with transaction.atomic():
-        name = suite.file.name
-        suite.delete()
-        transaction.on_commit(partial(_file_delete, storage=suite.file.storage, name=name))
-
-
-def _file_delete(*, storage, name: str) -> None:
-    try:
-        storage.delete(name)
-    except OSError:
-        log.warning("Could not delete the suite file %s", name, exc_info=True)
+    """Delete the suite and its figures for every version; its file goes once that commits (`model_files`)."""
+    suite.delete()
 
 
 def _file_sha256(path: Path) -> str:
