@@ -22,4 +22,4 @@ class Conflict(DomainError):
 
 
 class Unavailable(DomainError):
-    """A service the request needs (the broker, the model's files) cannot be reached; try again later."""
+    """A service the request needs (the Celery broker) cannot be reached; try again later."""

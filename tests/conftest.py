@@ -6,6 +6,9 @@ from rest_framework.test import APIClient
 
 from tests.factories import STAFF_PERMISSIONS, UserFactory
 
+# The in-process API app, its schema and a world of rows to call it about (tests/api_world.py).
+pytest_plugins = ["tests.api_world"]
+
 
 def pytest_configure(config):
     engine = settings.DATABASES["default"]["ENGINE"]

@@ -10,7 +10,7 @@ from common.errors import DomainError
 from preferences.readers import ImportFailed
 from tests.factories import ProjectFactory
 from training.runs import TrainingQueueUnavailable, TrainingRunFinished
-from training.scoring import NoActiveModel
+from training.scoring import ModelFilesMissing, NoActiveModel
 
 
 @pytest.mark.parametrize(
@@ -24,6 +24,7 @@ from training.scoring import NoActiveModel
         (TrainingQueueUnavailable("The broker is down."), 503),
         (TrainingRunFinished("Run #3 has already finished."), 409),
         (NoActiveModel("No active model."), 409),
+        (ModelFilesMissing("The files of v3 are no longer on disk."), 409),
         (ImportFailed("f.jsonl", 7, "not valid JSON"), 400),
         (DomainError("Something a person asked for cannot be done."), 400),
     ],

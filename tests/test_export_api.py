@@ -119,6 +119,17 @@ def test_a_bad_export_request_answers_400_with_the_reason(project, staff_client,
     assert message in response.json()["detail"]
 
 
+def test_a_moment_with_an_offset_postgresql_does_not_take_is_read_in_utc(project, staff_client):
+    # Found by the API fuzz test: PostgreSQL refuses offsets past 15:59, Python takes them to 23:59.
+    far_east = "2000-01-01T00:00:00%2B22:32"
+
+    export = staff_client.get(f"/api/projects/{project.pk}/export/?format=pairs&since={far_east}")
+    figures = staff_client.get(f"/api/projects/{project.pk}/agreement/?since={far_east}")
+
+    assert export.status_code == 200 and len(b"".join(export.streaming_content).splitlines()) == 19
+    assert figures.status_code == 200
+
+
 def test_the_agreement_figures_refuse_a_date_that_is_no_moment_too(project, staff_client):
     response = staff_client.get(f"/api/projects/{project.pk}/agreement/?since=0000-01-01")
     assert response.status_code == 400

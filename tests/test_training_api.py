@@ -202,7 +202,7 @@ def test_scoring_without_an_active_model_says_so(staff_client):
     assert "no active reward model" in response.json()["detail"]
 
 
-def test_scoring_with_an_active_model_whose_files_are_gone_is_503_with_the_reason(staff_client, tmp_path):
+def test_scoring_with_an_active_model_whose_files_are_gone_is_409_with_the_reason(staff_client, tmp_path):
     project = ProjectFactory()
     RewardModel.objects.create(
         project=project, version=1, artifact_path=str(tmp_path / "deleted"), is_active=True
@@ -214,7 +214,7 @@ def test_scoring_with_an_active_model_whose_files_are_gone_is_503_with_the_reaso
         format="json",
     )
 
-    assert response.status_code == 503
+    assert response.status_code == 409
     assert "no longer on disk" in response.json()["detail"]
     assert project.pk not in scorers_loaded()
 

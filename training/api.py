@@ -312,8 +312,9 @@ class ProjectScoreView(APIView):
         request=ScoreRequestSerializer,
         responses={
             200: ScoreResponseSerializer,
-            409: OpenApiResponse(ErrorSerializer, description="No active model."),
-            503: OpenApiResponse(ErrorSerializer, description="The active model's files are missing."),
+            409: OpenApiResponse(
+                ErrorSerializer, description="No active model, or its files are gone from the disk."
+            ),
         },
     )
     def post(self, request, project_id: int):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from annotation.models import Project
-from common.errors import Conflict, Unavailable
+from common.errors import Conflict
 
 from .models import RewardModel
 from .selectors import reward_model_active
@@ -21,8 +21,11 @@ class NoActiveModel(Conflict):
     """The project has no active reward model yet."""
 
 
-class ModelFilesUnavailable(Unavailable):
-    """The active model's directory is gone or cannot be loaded (a volume not mounted, files deleted)."""
+class ModelFilesMissing(Conflict):
+    """The active model's directory is gone or cannot be loaded: staff activate another version or retrain.
+
+    A conflict with the state, like having no active model, not a 503: asking again will not help.
+    """
 
 
 _lock = threading.Lock()
@@ -49,7 +52,7 @@ def _scorer_for(reward_model: RewardModel) -> Any:
         # A path that is no directory would be taken for a hub id and looked for on the network.
         if not os.path.isdir(reward_model.artifact_path):
             log.error("Reward model %s has no directory %s", reward_model.pk, reward_model.artifact_path)
-            raise ModelFilesUnavailable(
+            raise ModelFilesMissing(
                 f"The files of {reward_model} are no longer on disk: activate another version or retrain."
             )
         try:
@@ -58,7 +61,7 @@ def _scorer_for(reward_model: RewardModel) -> Any:
             log.exception(
                 "Could not load reward model %s from %s", reward_model.pk, reward_model.artifact_path
             )
-            raise ModelFilesUnavailable(
+            raise ModelFilesMissing(
                 f"The files of {reward_model} could not be loaded: activate another version or retrain."
             ) from exc
         _scorers[reward_model.project_id] = (reward_model.pk, scorer)

@@ -38,6 +38,13 @@ CONTENT_TYPES = {
     "parquet": "application/vnd.apache.parquet",
 }
 
+# A dataset file in each container, as the export streams it and a snapshot download serves it.
+FILE_RESPONSES = {
+    (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.BINARY, description="JSON Lines"),
+    (200, "application/gzip"): OpenApiResponse(OpenApiTypes.BINARY, description="Gzipped JSON Lines"),
+    (200, "application/vnd.apache.parquet"): OpenApiResponse(OpenApiTypes.BINARY, description="Parquet"),
+}
+
 FILTER_PARAMETERS = [
     OpenApiParameter(
         "since", OpenApiTypes.DATETIME, description="Rankings created at or after (date or ISO)."
@@ -84,11 +91,7 @@ class ProjectExportView(APIView):
             *FILTER_PARAMETERS,
         ],
         responses={
-            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.BINARY, description="JSON Lines"),
-            (200, "application/gzip"): OpenApiResponse(OpenApiTypes.BINARY, description="Gzipped JSON Lines"),
-            (200, "application/vnd.apache.parquet"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="Parquet"
-            ),
+            **FILE_RESPONSES,
             400: OpenApiResponse(ErrorSerializer, description="A parameter is invalid; it is named."),
         },
     )
@@ -166,7 +169,7 @@ class SnapshotDownloadView(APIView):
     @extend_schema(
         summary="Download an export snapshot (staff with view_exportsnapshot)",
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
+            **FILE_RESPONSES,
             404: OpenApiResponse(ErrorSerializer, description="No such snapshot, or its file is gone."),
         },
     )

@@ -89,8 +89,9 @@ def _parse_moment(name: str, value: object) -> datetime:
                 moment = datetime.combine(day, time.min)
         if timezone.is_naive(moment):
             moment = timezone.make_aware(moment, timezone.get_default_timezone())
-        # Compared in UTC by the database: a moment that leaves years 1-9999 there cannot be one.
-        moment.astimezone(UTC)
+        # In UTC, as the database compares it: a moment that leaves years 1-9999 there is no moment, and
+        # an offset PostgreSQL does not take (it stops at 15:59) no longer reaches it.
+        moment = moment.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise ExportError(invalid) from exc
     return moment
