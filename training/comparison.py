@@ -112,8 +112,8 @@ def figure_rows(a: dict[str, Any], b: dict[str, Any]) -> list[FigureRow]:
         ),
         FigureRow(
             "Pairs without flagged answers",
-            _with_count(a.get("unflagged_accuracy"), _slice_count(a, "unflagged", "")),
-            _with_count(b.get("unflagged_accuracy"), _slice_count(b, "unflagged", "")),
+            _with_count(a.get("unflagged_accuracy"), a.get("unflagged_pairs")),
+            _with_count(b.get("unflagged_accuracy"), b.get("unflagged_pairs")),
         ),
     ]
     for key, title in (("flags", "Flagged “{}”"), ("import_batches", "Import {}"), ("subsets", "Subset {}")):

@@ -141,7 +141,7 @@ def evaluation_figures(
         figures[key], slice_pairs[key] = slice_accuracy(labelled)
     unflagged = [p.margin for p in pairs if not _pair_flags(groups[p.group], p)]
     figures["unflagged_accuracy"] = margin_accuracy(unflagged)
-    slice_pairs["unflagged"] = {"": len(unflagged)}
+    figures["unflagged_pairs"] = len(unflagged)
     figures["slice_pairs"] = slice_pairs
     return figures
 
