@@ -92,7 +92,8 @@ def test_a_large_project_queues_its_figures_and_says_so(
     queued = []
     monkeypatch.setattr(figures, "AGREEMENT_INLINE_MAX_RANKINGS", 1)
     monkeypatch.setattr(tasks.agreement_figures_write, "delay", queued.append)
-    staff = client_for(UserFactory(is_staff=True))
+    # The API's figures ask for the permission to see rankings, as the admin does.
+    staff = client_for(UserFactory(is_staff=True, permissions=["annotation.view_ranking"]))
     with django_capture_on_commit_callbacks(execute=True):
         html = staff.get(f"/projects/{project.pk}/data/").content.decode()
         api = staff.get(f"/api/projects/{project.pk}/agreement/")
