@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -383,7 +384,7 @@ class _ChunkWriter:
         self.batch.items_created += len(new_items)
         return item_ids, existing_item_ids
 
-    def _fail_reused_key(self, record: ItemRecord, batch_id: int | None) -> None:
+    def _fail_reused_key(self, record: ItemRecord, batch_id: int | None) -> NoReturn:
         batch = ImportBatch.objects.filter(pk=batch_id).first() if batch_id is not None else None
         if batch is None:
             earlier = "already exists in this project"

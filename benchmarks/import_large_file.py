@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--format", choices=["oasst-messages", "rankings"], default="oasst-messages")
     parser.add_argument("--trees", type=int, default=20000, help="trees (oasst-messages) or rows (rankings)")
     parser.add_argument("--gz", action="store_true")
+    parser.add_argument("--again", action="store_true", help="then import it again (adds nothing)")
     parser.add_argument("--hostile", choices=sorted(HOSTILE), help="import a hostile file instead")
     parser.add_argument("--size-mb", type=int, help="the hostile file's long line, in MB")
     parser.add_argument("--import-in-child", type=Path, help=argparse.SUPPRESS)
@@ -195,6 +196,11 @@ def main() -> None:
             cpu_seconds = time.process_time() - cpu_started
             # Measured before the clean-up: deleting the project loads its rows for the cascade.
             rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            if args.again:
+                # Every item is looked up, and its conversation compared, and nothing is written.
+                started, cpu_started = time.perf_counter(), time.process_time()
+                import_file(path=path, project=project, format=args.format)
+                again = (time.perf_counter() - started, time.process_time() - cpu_started)
         finally:
             project.delete()
     print(
@@ -203,6 +209,8 @@ def main() -> None:
         f"in {seconds:.1f} s ({batch.lines_read / seconds:.0f} lines/s, importer CPU {cpu_seconds:.1f} s); "
         f"peak RSS {rss_after:.0f} MiB (before the import {rss_before:.0f} MiB)"
     )
+    if args.again:
+        print(f"  again: {again[0]:.1f} s (importer CPU {again[1]:.1f} s)")
 
 
 if __name__ == "__main__":
