@@ -89,6 +89,14 @@ def training_run_create(
         merged["base_model"] = settings.TRAINING_DEFAULT_BASE_MODEL
     try:
         with transaction.atomic():
+            # Checked before the insert so that the refusal does not depend on how each database words
+            # the constraint's IntegrityError (SQLite names the column, not the constraint). No lock: an
+            # import holds the project row for minutes, and a concurrent create is caught below.
+            active = TrainingRun.objects.filter(
+                project=project, status__in=TrainingRun.ACTIVE_STATUSES
+            ).first()
+            if active is not None:
+                raise TrainingRunConflict(active, project)
             run = TrainingRun.objects.create(
                 project=project,
                 trigger=trigger,
@@ -99,9 +107,10 @@ def training_run_create(
             # Queue only once the row is committed, so that the worker always finds it.
             transaction.on_commit(partial(_training_run_enqueue, run_id=run.pk))
     except IntegrityError as exc:
-        if "training_run_one_active_per_project" not in str(exc):
-            raise
+        # Another request created a run between the check and the insert: the constraint refused this one.
         active = TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE_STATUSES).first()
+        if active is None:
+            raise
         raise TrainingRunConflict(active, project) from exc
     run.refresh_from_db()
     return run
