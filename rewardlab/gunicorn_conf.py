@@ -11,3 +11,13 @@ import os
 timeout = int(os.environ.get("WEB_TIMEOUT", "600"))
 graceful_timeout = 30
 accesslog = "-"
+
+
+def post_worker_init(worker):
+    """Load the active reward models in the background, and each newly activated one (training.scoring)."""
+    from django.conf import settings
+
+    from training.scoring import scorers_follow_active
+
+    if settings.SCORING_PRELOAD_SECONDS > 0:
+        scorers_follow_active(interval_seconds=settings.SCORING_PRELOAD_SECONDS)

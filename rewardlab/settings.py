@@ -316,6 +316,9 @@ TRAINING_DEFAULT_BASE_MODEL = env_str("TRAINING_DEFAULT_BASE_MODEL", "")
 TRAINING_GPUS = env_int("TRAINING_GPUS", 0)
 TRAINING_HEARTBEAT_SECONDS = env_int("TRAINING_HEARTBEAT_SECONDS", 5)
 TRAINING_STALE_AFTER_SECONDS = env_int("TRAINING_STALE_AFTER_SECONDS", 120)
+# How often each web worker looks for newly activated versions to load before a score request asks
+# (0: load on the first request instead).
+SCORING_PRELOAD_SECONDS = env_int("SCORING_PRELOAD_SECONDS", 10)
 
 LOGGING = {
     "version": 1,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from typing import Any
+
+from django.db import connections
 
 from annotation.models import Project
 from common.errors import Conflict
@@ -81,3 +84,42 @@ def scorers_loaded() -> dict[int, int]:
     """Which model version id each project has loaded in this process (for tests and diagnostics)."""
     with _lock:
         return {project_id: model_id for project_id, (model_id, _) in _scorers.items()}
+
+
+def scorers_preload(*, project_ids: Iterable[int] | None = None) -> dict[int, int]:
+    """Load the active version of each active project (or of these) now, so that no score request waits."""
+    active = RewardModel.objects.filter(is_active=True, project__is_active=True)
+    if project_ids is not None:
+        active = active.filter(project_id__in=list(project_ids))
+    for reward_model in active:
+        # Logged; the score request answers 409 with the reason.
+        with suppress(ModelFilesMissing):
+            _scorer_for(reward_model)
+    return scorers_loaded()
+
+
+def scorers_follow_active(
+    *, interval_seconds: float, stop: threading.Event | None = None
+) -> threading.Thread:
+    """Start a daemon thread that loads active versions now and each newly activated one within the interval.
+
+    Web workers call it when they start (`rewardlab.gunicorn_conf.post_worker_init`): loading a model
+    takes seconds, which would otherwise fall on the first score request after a start or an activation,
+    in each worker.
+    """
+
+    stop = stop or threading.Event()
+
+    def follow() -> None:
+        while not stop.is_set():
+            try:
+                scorers_preload()
+            except Exception:  # a database hiccup must not end the thread; the next round tries again
+                log.exception("Could not preload the active reward models")
+            finally:
+                connections.close_all()  # this thread's own connections; never hold one between rounds
+            stop.wait(interval_seconds)
+
+    thread = threading.Thread(target=follow, name="scorers-follow-active", daemon=True)
+    thread.start()
+    return thread
