@@ -32,13 +32,22 @@ class ProjectAdminForm(forms.ModelForm):
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     form = ProjectAdminForm
-    list_display = ["name", "is_active", "rankings_per_item", "allow_ties", "item_count", "created_at"]
-    list_filter = ["is_active", "allow_ties"]
+    list_display = [
+        "name",
+        "is_active",
+        "rankings_per_item",
+        "allow_ties",
+        "work_order",
+        "item_count",
+        "created_at",
+    ]
+    list_filter = ["is_active", "allow_ties", "work_order"]
     search_fields = ["name", "guidelines"]
     readonly_fields = ["created_at"]
     fieldsets = [
         (None, {"fields": ["name", "is_active", "guidelines"]}),
         ("Ranking", {"fields": ["rankings_per_item", "allow_ties", "flag_labels"]}),
+        ("Work order", {"fields": ["work_order", "max_rankings_per_item"]}),
         ("Training", {"fields": ["retrain_min_new_rankings", "training_arguments"]}),
         (None, {"fields": ["created_at"]}),
     ]

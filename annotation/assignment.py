@@ -8,8 +8,10 @@ The rules, enforced here for both the ranking page and the API:
 - never to someone who already ranked or skipped it (an expired lease may be offered again);
 - one open lease per annotator and project: asking again returns the same lease, same order;
 - finding work is one index range scan on `item_project_need_idx` ordered by
-  `(human_ranking_count, id)` that stops at the first free item, with `FOR UPDATE SKIP LOCKED`
-  so that annotators asking at the same moment step past each other's rows instead of queueing;
+  `(human_ranking_count, id)` (or, in the `model` work order, on `item_project_model_idx` by
+  `(model_priority desc, id)`; see `annotation.work_order`) that stops at the first free item, with
+  `FOR UPDATE SKIP LOCKED` so that annotators asking at the same moment step past each other's rows
+  instead of queueing; a disputed item wants `extra_rankings` more than the project's number;
 - nothing slow happens under a row lock: the item's Markdown is rendered (and stored for later
   leases) after the lease's transaction has committed.
 """
@@ -30,6 +32,7 @@ from common.errors import Conflict, DomainError, Invalid, NotFound
 from .item_html import item_html_store
 from .locks import ANNOTATOR_NEXT, advisory_xact_lock
 from .models import Answer, Assignment, Item, Project, Ranking
+from .work_order import item_dispute_check, order_by_sql, priority_after_ranking
 
 COMMENT_MAX_LENGTH = 5000
 
@@ -127,8 +130,8 @@ def free_item_query(
                  WHERE lapsed.item_id = candidate.id AND lapsed.annotator_id = %s)
           FROM {Item._meta.db_table} candidate
          WHERE candidate.project_id = %s
-           AND candidate.human_ranking_count < %s
-           AND candidate.human_ranking_count + candidate.open_lease_count < %s
+           AND candidate.human_ranking_count < %s + candidate.extra_rankings
+           AND candidate.human_ranking_count + candidate.open_lease_count < %s + candidate.extra_rankings
            AND NOT EXISTS (SELECT 1 FROM {Assignment._meta.db_table} taken
                             WHERE taken.item_id = candidate.id AND taken.annotator_id = %s
                               AND taken.status <> %s)
@@ -136,7 +139,7 @@ def free_item_query(
                             WHERE ranked.item_id = candidate.id AND ranked.annotator_id = %s
                               AND ranked.source = %s)
            {only_item}
-         ORDER BY candidate.human_ranking_count, candidate.id
+         ORDER BY {order_by_sql(project=project)}
          LIMIT 1
          {locking[lock] if connection.vendor == "postgresql" else ""}
     """
@@ -377,7 +380,9 @@ def ranking_submit(
         Item.objects.filter(pk=assignment.item_id).update(
             human_ranking_count=F("human_ranking_count") + 1,
             open_lease_count=F("open_lease_count") - 1,
+            model_priority=priority_after_ranking(project=project),
         )
+        item_dispute_check(item_id=assignment.item_id, project=project)
         assignment.status = Assignment.Status.SUBMITTED
         assignment.ranking = ranking
         assignment.finished_at = now

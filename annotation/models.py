@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 DEFAULT_FLAG_LABELS = ["spam", "harmful", "factually wrong", "off-topic", "not in the right language"]
 
@@ -32,6 +32,23 @@ class Project(models.Model):
     training_arguments = models.JSONField(
         default=dict, blank=True, help_text="Extra arguments for the training engine, e.g. base_model."
     )
+
+    class WorkOrder(models.TextChoices):
+        COVERAGE = "coverage", "Coverage: fewest rankings first"
+        RANDOM = "random", "Random, among the items with fewest rankings"
+        MODEL = "model", "Model: most informative to the active reward model first"
+
+    work_order = models.CharField(
+        max_length=10,
+        choices=WorkOrder.choices,
+        default=WorkOrder.COVERAGE,
+        help_text="Which item an annotator gets next (annotation.work_order).",
+    )
+    max_rankings_per_item = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Disputed items come back for more rankings up to this many; empty: they do not come back.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -39,6 +56,11 @@ class Project(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(rankings_per_item__gte=1), name="project_rankings_per_item_gte_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_rankings_per_item__isnull=True)
+                | Q(max_rankings_per_item__gte=F("rankings_per_item")),
+                name="project_max_rankings_gte_rankings_per_item",
             ),
         ]
 
@@ -154,6 +176,19 @@ class Item(models.Model):
     # The turns and answers as sanitised HTML, each with a digest of its text, written the first time
     # the item is handed out (annotation.item_html); text that changed since is rendered again.
     rendered = models.JSONField(null=True, blank=True, editable=False)
+    # Model in the loop (annotation.work_order): written by training's scoring pass, read by assignment.
+    # model_priority orders the `model` work order: the pass's rank of the item's informativeness in
+    # [0, 1]; new items start at the neutral 0.5, items that need no more rankings sink to -1.
+    model_priority = models.FloatField(default=0.5, db_default=0.5, editable=False)
+    informativeness = models.FloatField(null=True, blank=True, editable=False)
+    # {answer id: reward} from the version that scored the item; the version as a plain number, since
+    # annotation does not import training.
+    model_rewards = models.JSONField(default=dict, blank=True, editable=False)
+    scored_version = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    scored_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Rankings wanted beyond the project's rankings_per_item because the item is disputed.
+    extra_rankings = models.PositiveSmallIntegerField(default=0, db_default=0)
+    disputed_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -167,6 +202,8 @@ class Item(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "human_ranking_count", "id"], name="item_project_need_idx"),
+            # The `model` work order: most informative first, items that need nothing more at the end.
+            models.Index(fields=["project", "-model_priority", "id"], name="item_project_model_idx"),
         ]
 
     def __str__(self) -> str:

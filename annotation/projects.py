@@ -59,7 +59,10 @@ PROJECT_FIELDS = (
     "is_active",
     "retrain_min_new_rankings",
     "training_arguments",
+    "work_order",
+    "max_rankings_per_item",
 )
+MAX_RANKINGS_PER_ITEM = 1000
 
 
 class TrainingArgumentsInvalid(Invalid):
@@ -170,6 +173,16 @@ def project_values_validate(*, values: Mapping[str, Any]) -> dict[str, Any]:
             clean["training_arguments"] = training_arguments_validate(arguments=values["training_arguments"])
         except TrainingArgumentsInvalid as exc:
             errors["training_arguments"] = str(exc)
+    if "work_order" in values and values["work_order"] not in Project.WorkOrder.values:
+        errors["work_order"] = f"work_order must be one of {', '.join(Project.WorkOrder.values)}."
+    if values.get("max_rankings_per_item") is not None:
+        limit, wanted = values["max_rankings_per_item"], values.get("rankings_per_item")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_RANKINGS_PER_ITEM:
+            errors["max_rankings_per_item"] = (
+                f"max_rankings_per_item must be a whole number from 1 to {MAX_RANKINGS_PER_ITEM}, or empty."
+            )
+        elif isinstance(wanted, int) and limit < wanted:
+            errors["max_rankings_per_item"] = "max_rankings_per_item may not be below rankings_per_item."
     if errors:
         raise ProjectInvalid(errors)
     return clean

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
+import factory
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
@@ -16,6 +17,15 @@ from annotation.models import Assignment, Item, Ranking
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+# In the `model` work order items come in model_priority order, not id order: scatter it.
+SCATTERED = factory.LazyFunction(random.random)
+
+
+@pytest.fixture(params=["coverage", "model"])
+def work_order(request) -> str:
+    """Every rule of assignment holds in each work order that reads an index."""
+    return request.param
 
 
 def run_at_once(work: Callable, arguments: list) -> list:
@@ -52,9 +62,9 @@ def assert_counters_match_the_rows(project) -> None:
         assert (item.human_ranking_count, item.open_lease_count) == (rankings, leases), item
 
 
-def test_many_annotators_ranking_at_once_fill_every_slot_exactly_once():
-    project = ProjectFactory(rankings_per_item=3)
-    ItemFactory.create_batch(12, project=project, answers=4)
+def test_many_annotators_ranking_at_once_fill_every_slot_exactly_once(work_order):
+    project = ProjectFactory(work_order=work_order, rankings_per_item=3)
+    ItemFactory.create_batch(12, project=project, model_priority=SCATTERED, answers=4)
     annotators = UserFactory.create_batch(16)
 
     def rank_until_done(annotator) -> list[int]:
@@ -77,9 +87,9 @@ def test_many_annotators_ranking_at_once_fill_every_slot_exactly_once():
     assert_counters_match_the_rows(project)
 
 
-def test_simultaneous_requests_never_hand_out_more_leases_than_free_slots():
-    project = ProjectFactory(rankings_per_item=2)
-    ItemFactory.create_batch(4, project=project)
+def test_simultaneous_requests_never_hand_out_more_leases_than_free_slots(work_order):
+    project = ProjectFactory(work_order=work_order, rankings_per_item=2)
+    ItemFactory.create_batch(4, project=project, model_priority=SCATTERED)
     annotators = UserFactory.create_batch(16)
 
     leases = run_at_once(lambda annotator: assignment_next(annotator=annotator, project=project), annotators)
@@ -91,9 +101,9 @@ def test_simultaneous_requests_never_hand_out_more_leases_than_free_slots():
     assert_counters_match_the_rows(project)
 
 
-def test_one_annotator_asking_from_several_tabs_at_once_gets_one_lease():
-    project = ProjectFactory(rankings_per_item=3)
-    ItemFactory.create_batch(5, project=project)
+def test_one_annotator_asking_from_several_tabs_at_once_gets_one_lease(work_order):
+    project = ProjectFactory(work_order=work_order, rankings_per_item=3)
+    ItemFactory.create_batch(5, project=project, model_priority=SCATTERED)
     annotator = UserFactory()
 
     leases = run_at_once(lambda _: assignment_next(annotator=annotator, project=project), list(range(8)))
@@ -103,9 +113,9 @@ def test_one_annotator_asking_from_several_tabs_at_once_gets_one_lease():
     assert_counters_match_the_rows(project)
 
 
-def test_a_double_submit_racing_itself_records_one_ranking():
-    project = ProjectFactory()
-    ItemFactory(project=project, answers=3)
+def test_a_double_submit_racing_itself_records_one_ranking(work_order):
+    project = ProjectFactory(work_order=work_order)
+    ItemFactory(project=project, model_priority=SCATTERED, answers=3)
     annotator = UserFactory()
     assignment = assignment_next(annotator=annotator, project=project)
     order = [[answer_id] for answer_id in assignment.answer_order]
@@ -121,9 +131,9 @@ def test_a_double_submit_racing_itself_records_one_ranking():
     assert_counters_match_the_rows(project)
 
 
-def test_a_mixed_crowd_submitting_skipping_and_abandoning_keeps_every_count_true():
-    project = ProjectFactory(rankings_per_item=3)
-    ItemFactory.create_batch(10, project=project, answers=3)
+def test_a_mixed_crowd_submitting_skipping_and_abandoning_keeps_every_count_true(work_order):
+    project = ProjectFactory(work_order=work_order, rankings_per_item=3)
+    ItemFactory.create_batch(10, project=project, model_priority=SCATTERED, answers=3)
     annotators = UserFactory.create_batch(16)
 
     def work(annotator) -> None:
@@ -152,11 +162,11 @@ def test_a_mixed_crowd_submitting_skipping_and_abandoning_keeps_every_count_true
     assert Ranking.objects.count() == Assignment.objects.filter(status=Assignment.Status.SUBMITTED).count()
 
 
-def test_an_items_markdown_is_rendered_with_no_lock_held_on_the_item(monkeypatch):
+def test_an_items_markdown_is_rendered_with_no_lock_held_on_the_item(monkeypatch, work_order):
     # A render that takes long (a huge or pathological answer) once held the item's row lock all along,
     # and every other request for that item queued behind it until gunicorn killed the worker.
-    project = ProjectFactory(rankings_per_item=2)
-    item = ItemFactory(project=project, answers=["*slow* to render", "fast"])
+    project = ProjectFactory(work_order=work_order, rankings_per_item=2)
+    item = ItemFactory(project=project, model_priority=SCATTERED, answers=["*slow* to render", "fast"])
     first, second = UserFactory.create_batch(2)
     rendering, go_on = threading.Event(), threading.Event()
     render = item_html.render_markdown

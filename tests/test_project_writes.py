@@ -38,6 +38,8 @@ def _admin_form(**changes) -> dict:
         "is_active": "on",
         "retrain_min_new_rankings": "50",
         "training_arguments": "{}",
+        "work_order": "coverage",
+        "max_rankings_per_item": "",
     }
     return {**form, **changes}
 

@@ -11,7 +11,7 @@ from common.permissions import StaffWithPermissions
 
 from ..imports import project_delete
 from ..models import Answer, Item, Project
-from ..projects import ProjectInvalid, project_save, project_values_validate
+from ..projects import PROJECT_FIELDS, ProjectInvalid, project_save, project_values_validate
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -35,16 +35,22 @@ class ProjectStaffSerializer(serializers.ModelSerializer):
             "is_active",
             "retrain_min_new_rankings",
             "training_arguments",
+            "work_order",
+            "max_rankings_per_item",
             "created_at",
             "item_count",
         ]
         read_only_fields = ["created_at", "item_count"]
 
     def validate(self, attrs):
+        # A partial change is checked together with the settings it leaves as they are (rules that tie
+        # two fields, such as max_rankings_per_item >= rankings_per_item, need both).
+        kept = {field: getattr(self.instance, field) for field in PROJECT_FIELDS} if self.instance else {}
         try:
-            return project_values_validate(values=attrs)
+            clean = project_values_validate(values={**kept, **attrs})
         except ProjectInvalid as exc:
             raise serializers.ValidationError(exc.errors) from exc
+        return {field: clean[field] for field in attrs}
 
     def create(self, validated_data):
         return project_save(project=Project(**validated_data))
@@ -62,7 +68,8 @@ class ProjectStaffSerializer(serializers.ModelSerializer):
 
 STAFF_FIELDS_NOTE = (
     "Staff who may view projects (view_project or change_project) see every project, also with "
-    "retrain_min_new_rankings, training_arguments, created_at and item_count; others see the active ones."
+    "retrain_min_new_rankings, training_arguments, work_order, max_rankings_per_item, created_at and "
+    "item_count; others see the active ones."
 )
 STAFF_WRITE = {"request": ProjectStaffSerializer, "responses": ProjectStaffSerializer}
 
