@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,15 @@ def _ticks(low: float, high: float, count: int = 4) -> list[float]:
     if high == low:
         return [low]
     return [low + (high - low) * i / count for i in range(count + 1)]
+
+
+def _integer_ticks(low: float, high: float, count: int = 8) -> list[float]:
+    """Whole numbers only (versions, steps), at most about `count` of them."""
+    first, last = math.ceil(low), math.floor(high)
+    if last < first:
+        return []
+    stride = max(1, math.ceil((last - first) / count))
+    return [float(v) for v in range(first, last + 1, stride)]
 
 
 def _label(value: float) -> str:
@@ -42,13 +52,16 @@ class _Frame:
         y_range: tuple[float, float],
         height: int = HEIGHT,
         top: int = MARGIN_TOP,
+        integer_x: bool = False,
     ):
         self.x_low, self.x_high = x_range
         self.y_low, self.y_high = y_range
         if self.y_high == self.y_low:
             self.y_low, self.y_high = self.y_low - 0.5, self.y_high + 0.5
         if self.x_high == self.x_low:
-            self.x_low, self.x_high = self.x_low - 1, self.x_high + 1
+            pad = 0.5 if integer_x else 1
+            self.x_low, self.x_high = self.x_low - pad, self.x_high + pad
+        self.integer_x = integer_x
         self.height, self.top = height, top
         self.plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
         self.plot_h = height - top - MARGIN_BOTTOM
@@ -73,7 +86,8 @@ class _Frame:
                 f'<text class="tick" x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
                 f"{_label(tick)}</text>"
             )
-        for tick in _ticks(self.x_low, self.x_high):
+        x_ticks = _integer_ticks if self.integer_x else _ticks
+        for tick in x_ticks(self.x_low, self.x_high):
             x = self.sx(tick)
             parts.append(
                 f'<text class="tick" x="{x:.1f}" y="{self.height - MARGIN_BOTTOM + 16}" text-anchor="middle">'
@@ -106,17 +120,22 @@ def line_chart_svg(
     y_range: tuple[float, float] | None = None,
     highlight: Sequence[tuple[float, float]] = (),
     markers: bool = False,
+    integer_x: bool = False,
 ) -> SafeString:
-    """An accessible SVG line chart of (x, y) points; `highlight` points get a ring (the active model)."""
+    """An accessible SVG line chart of (x, y) points; `highlight` points get a ring (the active model).
+
+    `integer_x`: x is a count (a step, a version), so its ticks fall on whole numbers only.
+    """
     title_text = escape(title)
     if not points:
         return _empty(title_text)
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    frame = _Frame((min(xs), max(xs)), y_range if y_range else (min(ys), max(ys)))
+    frame = _Frame((min(xs), max(xs)), y_range if y_range else (min(ys), max(ys)), integer_x=integer_x)
     parts = frame.opening(title_text)
     parts.append(frame.axis_labels(x_label, y_label))
     parts.append(frame.path(points, "line"))
-    if markers:
+    # A path of one point draws nothing: the first logged loss needs a marker to be seen.
+    if markers or len(points) == 1:
         for x, y in points:
             parts.append(
                 f'<circle class="point" cx="{frame.sx(x):.1f}" cy="{frame.sy(y):.1f}" r="3.5">'
@@ -153,6 +172,7 @@ def series_chart_svg(
     y_range: tuple[float, float] | None = None,
     diagonal: bool = False,
     height: int = 260,
+    integer_x: bool = False,
 ) -> SafeString:
     """An accessible SVG chart of several series with a legend: lines, points, whiskers, a y = x guide."""
     title_text = escape(title)
@@ -162,7 +182,13 @@ def series_chart_svg(
     xs = [p[0] for p in every]
     ys = [p[1] for p in every] + [y for s in series for _, low, high in s.whiskers for y in (low, high)]
     # The legend runs along the top, above the plot, so that it never hides a point.
-    frame = _Frame(x_range or (min(xs), max(xs)), y_range or (min(ys), max(ys)), height, top=MARGIN_TOP + 20)
+    frame = _Frame(
+        x_range or (min(xs), max(xs)),
+        y_range or (min(ys), max(ys)),
+        height,
+        top=MARGIN_TOP + 20,
+        integer_x=integer_x,
+    )
     parts = frame.opening(title_text)
     parts.append(frame.axis_labels(x_label, y_label))
     if diagonal:

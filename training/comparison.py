@@ -193,6 +193,7 @@ def accuracy_by_version_chart(*, project: Project, marked: tuple[RewardModel, ..
         x_label="version",
         y_label="accuracy",
         y_range=(0.0, 1.0),
+        integer_x=True,
     )
 
 

@@ -39,6 +39,7 @@ def loss_chart(*, run: TrainingRun) -> SafeString:
         title=f"Training loss of run #{run.pk}",
         x_label="step",
         y_label="loss",
+        integer_x=True,
     )
 
 
@@ -57,6 +58,7 @@ def accuracy_chart(*, project: Project) -> SafeString:
         y_label="accuracy",
         y_range=(0.0, 1.0),
         markers=True,
+        integer_x=True,
     )
 
 

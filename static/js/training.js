@@ -1,6 +1,12 @@
 // Live progress of the run shown on the runs page: poll its JSON while it is queued or running.
 (function () {
   "use strict";
+  // Buttons that cancel or activate ask first (their form's data-confirm says what will happen).
+  document.addEventListener("submit", (event) => {
+    const message = event.target.dataset ? event.target.dataset.confirm : undefined;
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
   const section = document.getElementById("run");
   if (!section || section.dataset.active !== "1") return;
   const url = section.dataset.progressUrl;
@@ -24,6 +30,14 @@
       summary += ` · eval accuracy ${fmt(state.eval_accuracy, 3)}`;
     }
     field("summary").textContent = summary;
+    // The run's row in the table below follows the panel.
+    const row = document.querySelector(`tr[data-run="${section.dataset.run}"]`);
+    if (row) {
+      const rowStatus = row.querySelector('[data-cell="status"]');
+      rowStatus.textContent = state.status_label;
+      rowStatus.className = `status status-${state.status}`;
+      row.querySelector('[data-cell="progress"]').textContent = `${state.percent}%`;
+    }
     const log = field("log");
     const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
     log.textContent = state.log_tail;
