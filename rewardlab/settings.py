@@ -270,7 +270,10 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Only the long training task goes to the `training` queue; the light training tasks (the retrain check,
 # the heartbeat reaper) stay on the default queue so that they never wait behind a run.
-CELERY_TASK_ROUTES = {"training.tasks.run_training": {"queue": "training"}}
+CELERY_TASK_ROUTES = {
+    "training.tasks.run_training": {"queue": "training"},
+    "training.tasks.score_items": {"queue": "training"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A web request that enqueues work must fail fast with a clear error when the broker is down.

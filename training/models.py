@@ -215,3 +215,48 @@ class SuiteResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reward_model} on {self.suite.name}"
+
+
+class ScoringPass(models.Model):
+    """The active model scoring every item that still needs rankings (`training.scoring_pass`)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        # Another version became active mid-pass: what this one wrote stays, the new pass takes over.
+        SUPERSEDED = "superseded", "Superseded"
+        FAILED = "failed", "Failed"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scoring_passes")
+    reward_model = models.ForeignKey(
+        RewardModel, null=True, on_delete=models.SET_NULL, related_name="scoring_passes"
+    )
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    # Items the pass found needing rankings, those it scored (all of them, or only the unscored ones when
+    # the version already scored the rest), and the seconds the scoring itself took.
+    items_needing = models.PositiveIntegerField(default=0)
+    items_scored = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(null=True, blank=True)
+    # Spread of informativeness over the items needing rankings: min, quartiles, max.
+    informativeness = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One pass at a time per project: a second request while one is queued or running is a no-op.
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(status__in=["queued", "running"]),
+                name="scoring_pass_one_active_per_project",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Scoring pass of {self.project} with v{self.version} ({self.status})"

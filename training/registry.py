@@ -21,6 +21,7 @@ from .diagnostics import version_flips
 from .models import EvaluationSuite, RewardModel, SuiteResult, TrainingRun
 from .runner import describe_exit, engine_command
 from .runs import TrainingError
+from .scoring_pass import scoring_pass_queue
 from .selectors import reward_model_active
 from .suites import SuiteFile, suite_arguments
 
@@ -206,4 +207,8 @@ def reward_model_activate(*, reward_model: RewardModel) -> RewardModel:
         reward_model.activated_at = timezone.now()
         reward_model.not_active_reason = ""
         reward_model.save(update_fields=["is_active", "activated_at", "not_active_reason"])
+        project = Project.objects.get(pk=reward_model.project_id)
+        if project.work_order == Project.WorkOrder.MODEL:
+            # The new version's scores drive who ranks what next: score the needy items (on commit).
+            scoring_pass_queue(project=project)
     return reward_model

@@ -1,11 +1,12 @@
 """Celery entry points for training: each takes ids and calls a service.
 
-CELERY_TASK_ROUTES sends run_training to the `training` queue; the others use the default queue.
+CELERY_TASK_ROUTES sends run_training and score_items to the `training` queue; the others use the default
+queue.
 """
 
 from celery import shared_task
 
-from . import execution, runs
+from . import execution, runs, scoring_pass
 
 
 @shared_task(
@@ -33,3 +34,18 @@ def check_retrain() -> list[int]:
 def reap_stale_runs() -> list[int]:
     """Beat, every minute: fail running runs whose worker stopped sending heartbeats."""
     return runs.training_runs_reap_stale()
+
+
+@shared_task(
+    name="training.tasks.score_items", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def score_items(pass_id: int) -> str | None:
+    """Run one scoring pass (the `training` queue: it loads the model, like a run)."""
+    result = scoring_pass.scoring_pass_run(pass_id=pass_id)
+    return result.status if result else None
+
+
+@shared_task(name="training.tasks.check_scoring", ignore_result=True)
+def check_scoring() -> list[int]:
+    """Beat, every 5 minutes: queue passes for model-order projects with items their version did not score."""
+    return scoring_pass.scoring_passes_queue_due()
