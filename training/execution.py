@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from annotation.exports import export_snapshot_create
+from annotation.exports import export_snapshot_create, export_snapshot_latest
 from annotation.models import ExportSnapshot, Item, Project, Ranking
 from common.heartbeat import heartbeat_in_background
 from preferences.export_rows import compact_json
@@ -45,8 +45,18 @@ def item_in_evaluation_split(*, project_id: int, item_id: int, fraction: float) 
 
 
 def _rankings_snapshot(*, project: Project) -> ExportSnapshot:
-    """A fresh `rankings` export of the project, written by the exports service."""
-    snapshot = export_snapshot_create(project=project, format=ExportSnapshot.Format.RANKINGS, force=True)
+    """The project's `rankings` export as of now: the latest snapshot when the data is unchanged since it.
+
+    Runs retried, or started with new arguments on the same data, share one snapshot per digest instead
+    of writing the same file again each time.
+    """
+    rankings = ExportSnapshot.Format.RANKINGS
+    snapshot = export_snapshot_create(project=project, format=rankings)
+    if snapshot is None:
+        latest = export_snapshot_latest(project=project, format=rankings)
+        if latest is not None and latest.file and latest.file.storage.exists(latest.file.name):
+            return latest
+        snapshot = export_snapshot_create(project=project, format=rankings, force=True)
     if snapshot is None:
         raise TrainingError("The exports service wrote no rankings snapshot.")
     return snapshot
