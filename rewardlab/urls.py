@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.http import JsonResponse
+from django.http import HttpResponsePermanentRedirect, JsonResponse
+from django.templatetags.static import static
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
@@ -11,6 +12,11 @@ from training.api import ProjectScoreView
 def healthz(request):
     """Liveness probe for load balancers and docker-compose healthchecks."""
     return JsonResponse({"status": "ok"})
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico on pages that name no icon (the admin's, the API's)."""
+    return HttpResponsePermanentRedirect(static("img/favicon.svg"))
 
 
 admin.site.site_header = "rewardlab administration"
@@ -43,6 +49,7 @@ accounts = [
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("accounts/", include(accounts)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

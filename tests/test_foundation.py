@@ -64,3 +64,15 @@ def test_openapi_schema_validates_without_warnings(tmp_path):
     # --fail-on-warn turns any endpoint drf-spectacular cannot describe into an error.
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
     assert "/api/training/runs/" in (tmp_path / "schema.yml").read_text()
+
+
+def test_the_favicon_is_served_where_browsers_look_for_it(client, annotator):
+    from django.contrib.staticfiles import finders
+
+    redirect = client.get("/favicon.ico")
+    client.force_login(annotator)
+    home = client.get("/").content.decode()
+
+    assert redirect.status_code == 301 and redirect["Location"].endswith("img/favicon.svg")
+    assert finders.find("img/favicon.svg")
+    assert 'rel="icon"' in home and "img/favicon.svg" in home
