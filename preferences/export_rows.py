@@ -38,6 +38,7 @@ class ExportRanking:
     flags: dict[str, list[str]]
     seconds_spent: float | None
     created_at: datetime | None
+    comment: str = ""
 
 
 @dataclass
@@ -103,6 +104,7 @@ def _rankings_rows(item: ExportItem, project_name: str) -> Iterator[dict]:
             "annotator": ranking.annotator,
             "created_at": ranking.created_at.isoformat(),
             "seconds_spent": ranking.seconds_spent,
+            "comment": ranking.comment,
         }
 
 

@@ -34,7 +34,11 @@ def ranked(db):
     first = ItemFactory(project=project, answers=["Paris", "Lyon", "Nice"], external_id="q-1")
     a = list(first.answers.order_by("position"))
     RankingFactory(
-        item=first, annotator=people[0], order=[[a[0].pk], [a[1].pk], [a[2].pk]], seconds_spent=12.5
+        item=first,
+        annotator=people[0],
+        order=[[a[0].pk], [a[1].pk], [a[2].pk]],
+        seconds_spent=12.5,
+        comment="B and C say the same; B is shorter.",
     )
     RankingFactory(item=first, annotator=people[1], order=[[a[0].pk], [a[2].pk], [a[1].pk]])
     RankingFactory(
@@ -81,12 +85,15 @@ def test_rankings_rows_carry_every_field_of_the_format_with_pseudonyms(ranked):
         "annotator",
         "created_at",
         "seconds_spent",
+        "comment",
     ]
     a = ranked["a"]
     assert first["item_id"] == ranked["first"].pk and first["project"] == "Export test"
     assert first["answers"] == [{"id": x.pk, "text": x.text, "model": ""} for x in a]
     assert first["ranking"] == [[a[0].pk], [a[1].pk], [a[2].pk]]
     assert first["seconds_spent"] == 12.5
+    assert first["comment"] == "B and C say the same; B is shorter."
+    assert out[1]["comment"] == ""
     pseudonym = annotator_pseudonym(ranked["people"][0].pk)
     assert first["annotator"] == pseudonym and pseudonym.startswith("annotator-") and len(pseudonym) == 22
     serialized = json.dumps(out)

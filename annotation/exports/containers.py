@@ -66,6 +66,7 @@ def parquet_schema(format: str):
                 ("annotator", pa.string()),
                 ("created_at", pa.string()),
                 ("seconds_spent", pa.float64()),
+                ("comment", pa.string()),
             ]
         ),
         "consensus": pa.schema(
