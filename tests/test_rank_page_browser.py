@@ -250,3 +250,35 @@ def test_an_expired_lease_shows_the_servers_message_and_the_page_goes_on(browser
     page.click("[data-action=submit]")
     page.wait_for_selector("[data-done]:not([hidden])")
     assert Ranking.objects.get(annotator=user).order == [[answer_id] for answer_id in answer_ids]
+
+
+def test_tab_goes_from_answer_to_answer_past_the_flags_and_f_reaches_them(browser, live_server):
+    labels = ["spam", "harmful", "off-topic", "false", "rude"]
+    project = ProjectFactory(rankings_per_item=1, flag_labels=labels)
+    ItemFactory(project=project, answers=["Answer x.", "Answer y.", "Answer z."])
+    user = UserFactory()
+    page = _open_page(browser)
+    _log_in(page, live_server, user, reverse("rank", args=[project.pk]))
+    first, second, third = _answer_ids(page)
+    focused = "() => document.activeElement.closest('.answer-card')?.dataset.id"
+
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == str(second)
+    assert page.evaluate("() => document.activeElement.classList.contains('answer-card')")
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == str(third)
+
+    # F: into the focused answer's flags; → to the next label, Space ticks it, Esc back to the card.
+    page.keyboard.press("f")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("() => document.activeElement.value") == "harmful"
+    page.keyboard.press(" ")
+    page.keyboard.press("Escape")
+    assert page.evaluate("() => document.activeElement.classList.contains('answer-card')")
+    page.keyboard.press("1")  # the focused third answer becomes the best
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[data-done]:not([hidden])")
+
+    ranking = _ranking_of(user, [first])
+    assert ranking.order == [[third], [first], [second]]
+    assert ranking.flags == {str(third): ["harmful"]}

@@ -263,6 +263,8 @@
       const box = document.createElement("input");
       box.type = "checkbox";
       box.value = label;
+      // Out of the Tab order, so that Tab goes from answer to answer as the help says; F reaches them.
+      box.tabIndex = -1;
       box.checked = flags.get(answerId).has(label);
       box.addEventListener("change", () => {
         if (box.checked) flags.get(answerId).add(label);
@@ -496,6 +498,31 @@
       if (key === "e" || key === "E") {
         event.preventDefault();
         toggleExpand(card);
+        return;
+      }
+      if (key === "f" || key === "F") {
+        const firstFlag = $("[data-flags] input", card);
+        if (firstFlag) {
+          event.preventDefault();
+          firstFlag.focus();
+        }
+        return;
+      }
+    }
+    const flagBox = target.matches("[data-flags] input") ? target : null;
+    if (flagBox) {
+      // Within a card's flags: ← → move between labels, Space ticks (the checkbox's own), Esc goes back.
+      const boxes = Array.from(flagBox.closest("[data-flags]").querySelectorAll("input"));
+      const index = boxes.indexOf(flagBox);
+      if (key === "ArrowRight" || key === "ArrowDown" || key === "ArrowLeft" || key === "ArrowUp") {
+        event.preventDefault();
+        const step = key === "ArrowRight" || key === "ArrowDown" ? 1 : -1;
+        boxes[(index + step + boxes.length) % boxes.length].focus();
+        return;
+      }
+      if (key === "Escape") {
+        event.preventDefault();
+        flagBox.closest(".answer-card").focus();
         return;
       }
     }
