@@ -282,3 +282,55 @@ def test_tab_goes_from_answer_to_answer_past_the_flags_and_f_reaches_them(browse
     ranking = _ranking_of(user, [first])
     assert ranking.order == [[third], [first], [second]]
     assert ranking.flags == {str(third): ["harmful"]}
+
+
+LONG_TURN = " ".join(f"word{n}" for n in range(3000))
+LATEST_QUESTION = "So which of these should I pick for a beginner?"
+
+
+def _long_conversation_item(project):
+    return ItemFactory(
+        project=project,
+        conversation=[
+            {"role": "user", "content": "Compare the main Python web frameworks for me."},
+            {"role": "assistant", "content": LONG_TURN},
+            {"role": "user", "content": LATEST_QUESTION},
+        ],
+        answers=["Flask.", "Django.", "FastAPI."],
+    )
+
+
+@pytest.mark.parametrize("width, height", [(1366, 900), (390, 844)])
+def test_the_latest_user_turn_is_on_the_first_screen_under_a_3000_word_earlier_turn(
+    browser, live_server, width, height
+):
+    project = ProjectFactory(rankings_per_item=1)
+    _long_conversation_item(project)
+    user = UserFactory()
+    page = _open_page(browser, width=width, height=height)
+    _log_in(page, live_server, user, reverse("rank", args=[project.pk]))
+    _answer_ids(page)
+
+    latest = page.locator("[data-turns] .turn-latest")
+    box = latest.bounding_box()
+    assert LATEST_QUESTION in latest.inner_text()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= height  # whole, without scrolling anything
+    assert page.evaluate("() => window.scrollY") == 0
+    # The page does not spill sideways on a phone.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"rank-long-conversation-{width}.png"))
+
+    # Earlier turns are one line each until opened; the long one opens to its first screenful.
+    earlier = page.locator("[data-turns] .turn-earlier")
+    assert earlier.count() == 2
+    long_turn = earlier.nth(1)
+    assert long_turn.bounding_box()["height"] < 60
+    long_turn.locator(".turn-toggle").click()
+    assert long_turn.locator(".turn-body").is_visible()
+    show_all = long_turn.locator("button.expand")
+    assert show_all.inner_text() == "Show all"
+    folded_height = long_turn.bounding_box()["height"]
+    show_all.click()
+    assert long_turn.bounding_box()["height"] > folded_height * 3
+    assert "word2999" in long_turn.locator(".turn-body").inner_text()

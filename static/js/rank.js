@@ -25,6 +25,7 @@
   };
   const ROLE_NAMES = { system: "System", user: "User", assistant: "Assistant" };
   const COLLAPSE_ABOVE_PX = 360;
+  const TURN_COLLAPSE_ABOVE_PX = 240;
 
   // The current item. `groups` is the ranking being built: tie groups of answer ids, best first.
   let assignment = null;
@@ -207,21 +208,70 @@
     }
   }
 
+  // The turn the answers reply to (the last user turn) is shown whole beside the answers; earlier turns
+  // fold to one line each and open on click, so a long earlier turn never pushes it off the screen.
   function renderTurns(conversation) {
     ui.turns.replaceChildren();
-    conversation.forEach((turn) => {
+    let latest = -1;
+    conversation.forEach((turn, index) => {
+      if (turn.role === "user") latest = index;
+    });
+    if (latest === -1) latest = conversation.length - 1;
+    conversation.forEach((turn, index) => {
       const item = document.createElement("li");
       const role = ROLE_NAMES[turn.role] ? turn.role : "user";
       item.className = `turn turn-${role}`;
-      const label = document.createElement("div");
-      label.className = "turn-role";
-      label.textContent = ROLE_NAMES[role];
       const body = document.createElement("div");
       body.className = "turn-body markdown";
       setRichText(body, turn.html, turn.content);
-      item.append(label, body);
+      if (index < latest) {
+        item.classList.add("turn-earlier", "is-folded");
+        const toggle = document.createElement("button");
+        toggle.type = "button";
+        toggle.className = "turn-toggle";
+        toggle.setAttribute("aria-expanded", "false");
+        const label = document.createElement("span");
+        label.className = "turn-role";
+        label.textContent = ROLE_NAMES[role];
+        const preview = document.createElement("span");
+        preview.className = "turn-preview";
+        preview.textContent = (turn.content || "").replace(/\s+/g, " ").trim().slice(0, 200);
+        toggle.append(label, preview);
+        toggle.addEventListener("click", () => {
+          const folded = item.classList.toggle("is-folded");
+          toggle.setAttribute("aria-expanded", String(!folded));
+          if (!folded) foldIfLong(body);
+        });
+        item.append(toggle, body);
+      } else {
+        const label = document.createElement("div");
+        label.className = "turn-role";
+        label.textContent = index === latest && index > 0 ? `${ROLE_NAMES[role]} · latest` : ROLE_NAMES[role];
+        if (index === latest) item.classList.add("turn-latest");
+        item.append(label, body);
+      }
       ui.turns.append(item);
     });
+    ui.turns.querySelectorAll(".turn:not(.is-folded) .turn-body").forEach(foldIfLong);
+  }
+
+  // A very long turn shows its first screenful with "Show all" (measured once it is in the page).
+  function foldIfLong(body) {
+    if (body.dataset.measured) return;
+    body.dataset.measured = "1";
+    if (body.scrollHeight <= TURN_COLLAPSE_ABOVE_PX + 40) return;
+    body.classList.add("is-collapsed");
+    const expand = document.createElement("button");
+    expand.type = "button";
+    expand.className = "link expand";
+    expand.textContent = "Show all";
+    expand.setAttribute("aria-expanded", "false");
+    expand.addEventListener("click", () => {
+      const collapsed = body.classList.toggle("is-collapsed");
+      expand.textContent = collapsed ? "Show all" : "Show less";
+      expand.setAttribute("aria-expanded", String(!collapsed));
+    });
+    body.after(expand);
   }
 
   function renderAnswers(answers) {
