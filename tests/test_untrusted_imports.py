@@ -155,12 +155,14 @@ def tree_with(**changes) -> dict:
 
 
 def reply_with(**changes) -> dict:
+    """The same tree with `changes` made to its first reply."""
     tree = second_tree()
     tree["prompt"]["replies"][0].update(changes)
     return tree
 
 
 def message_rows_with(index: int, **changes) -> list[dict]:
+    """The same tree as message rows, with `changes` made to row `index`."""
     rows = oa_rows(second_tree())
     rows[index].update(changes)
     return rows
@@ -336,6 +338,7 @@ def gzip_bomb(path, *, prefix: bytes, size: int):
 
 
 def peak_python_memory(run) -> int:
+    """The most memory Python's allocators held while `run()` ran, in bytes."""
     tracemalloc.start()
     try:
         run()
