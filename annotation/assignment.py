@@ -376,6 +376,7 @@ def ranking_submit(
             flags=cleaned_flags,
             comment=comment.strip(),
             seconds_spent=_clean_seconds(seconds_spent),
+            order_changed=(groups != [[answer_id] for answer_id in answer_ids]) if groups else None,
         )
         Item.objects.filter(pk=assignment.item_id).update(
             human_ranking_count=F("human_ranking_count") + 1,

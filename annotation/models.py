@@ -268,6 +268,9 @@ class Ranking(models.Model):
     flags = models.JSONField(default=dict, blank=True)
     comment = models.TextField(blank=True)
     seconds_spent = models.FloatField(null=True, blank=True)
+    # Whether the submitted order differs from the shuffled one the page showed (a care signal: an
+    # untouched order is often a careless one); empty for imported rankings and empty "none acceptable".
+    order_changed = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -39,6 +39,7 @@ class ExportRanking:
     seconds_spent: float | None
     created_at: datetime | None
     comment: str = ""
+    order_changed: bool | None = None
 
 
 @dataclass
@@ -105,6 +106,7 @@ def _rankings_rows(item: ExportItem, project_name: str) -> Iterator[dict]:
             "created_at": ranking.created_at.isoformat(),
             "seconds_spent": ranking.seconds_spent,
             "comment": ranking.comment,
+            "order_changed": ranking.order_changed,
         }
 
 

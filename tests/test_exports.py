@@ -86,6 +86,7 @@ def test_rankings_rows_carry_every_field_of_the_format_with_pseudonyms(ranked):
         "created_at",
         "seconds_spent",
         "comment",
+        "order_changed",
     ]
     a = ranked["a"]
     assert first["item_id"] == ranked["first"].pk and first["project"] == "Export test"

@@ -237,6 +237,7 @@ def test_an_expired_lease_shows_the_servers_message_and_the_page_goes_on(browser
     answer_ids = _answer_ids(page)
     Assignment.objects.filter(annotator=user).update(expires_at=timezone.now() - timedelta(seconds=1))
 
+    page.keyboard.press("ArrowDown")  # a changed order, so that the page sends it without asking
     page.keyboard.press("Enter")
 
     alert = page.locator("[data-alert]")
@@ -247,9 +248,10 @@ def test_an_expired_lease_shows_the_servers_message_and_the_page_goes_on(browser
     alert.get_by_role("button", name="Load the next item").click()
     alert.wait_for(state="hidden")
     assert sorted(_answer_ids(page)) == sorted(answer_ids)
+    shown = _answer_ids(page)
     page.click("[data-action=submit]")
     page.wait_for_selector("[data-done]:not([hidden])")
-    assert Ranking.objects.get(annotator=user).order == [[answer_id] for answer_id in answer_ids]
+    assert Ranking.objects.get(annotator=user).order == [[answer_id] for answer_id in shown]
 
 
 def test_tab_goes_from_answer_to_answer_past_the_flags_and_f_reaches_them(browser, live_server):
@@ -334,3 +336,44 @@ def test_the_latest_user_turn_is_on_the_first_screen_under_a_3000_word_earlier_t
     show_all.click()
     assert long_turn.bounding_box()["height"] > folded_height * 3
     assert "word2999" in long_turn.locator(".turn-body").inner_text()
+
+
+def test_an_untouched_order_is_asked_about_once_and_unsent_moves_survive_a_reload(browser, live_server):
+    project = ProjectFactory(rankings_per_item=1, flag_labels=["spam"])
+    for _ in range(2):
+        ItemFactory(project=project, answers=["Answer x.", "Answer y.", "Answer z."])
+    user = UserFactory()
+    page = _open_page(browser)
+    _log_in(page, live_server, user, reverse("rank", args=[project.pk]))
+
+    # Enter at once: the page asks instead of sending the shuffled order...
+    shown = _answer_ids(page)
+    page.keyboard.press("Enter")
+    alert = page.locator("[data-alert]")
+    alert.wait_for(state="visible")
+    assert "not changed the order" in alert.inner_text()
+    assert not Ranking.objects.filter(annotator=user).exists()
+    # ...and a second Enter sends it, recorded as untouched.
+    page.keyboard.press("Enter")
+    _wait_for_next_item(page, shown)
+    untouched = _ranking_of(user, shown)
+    assert untouched.order == [[answer_id] for answer_id in shown] and untouched.order_changed is False
+
+    # Moves, a flag and a comment on the next item survive a reload, and are what is sent.
+    first, second, third = _answer_ids(page)
+    page.keyboard.press("3")  # the focused first answer goes last
+    _card(page, second).get_by_label("spam").check()
+    page.click("[data-comment-box] summary")
+    page.fill("[data-comment]", "Y repeats itself.")
+    page.reload()
+    assert _answer_ids(page) == [second, third, first]
+    assert _card(page, second).get_by_label("spam").is_checked()
+    assert page.input_value("[data-comment]") == "Y repeats itself."
+    page.click("[data-action=submit]")
+    page.wait_for_selector("[data-done]:not([hidden])")
+
+    moved = _ranking_of(user, [first])
+    assert moved.order == [[second], [third], [first]] and moved.order_changed is True
+    assert moved.flags == {str(second): ["spam"]} and moved.comment == "Y repeats itself."
+    drafts = "() => Object.keys(localStorage).filter((k) => k.startsWith('rewardlab-draft-'))"
+    assert page.evaluate(drafts) == []

@@ -67,6 +67,7 @@ def parquet_schema(format: str):
                 ("created_at", pa.string()),
                 ("seconds_spent", pa.float64()),
                 ("comment", pa.string()),
+                ("order_changed", pa.bool_()),
             ]
         ),
         "consensus": pa.schema(

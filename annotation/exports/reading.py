@@ -43,9 +43,9 @@ def export_items(
 ) -> Iterator[ExportItem]:
     """The project's items in id order, with their answers and the rankings the filters keep.
 
-    Without `details` the rankings' flags (unless filtering on them), time spent, creation time and
-    comment are not read: the shapes other than `rankings` do not show them, and decoding them is a good
-    part of the cost of a large export.
+    Without `details` the rankings' flags (unless filtering on them), time spent, creation time, comment
+    and whether the order was changed are not read: the shapes other than `rankings` do not show them, and
+    decoding them is a good part of the cost of a large export.
     """
     # Plain SQL rather than the ORM here: this loop is the hot path of every export, and
     # `item_id = ANY(%s)` with one array parameter lets PostgreSQL use the item index directly where
@@ -55,7 +55,7 @@ def export_items(
     text = "::text" if postgres else ""
     with_flags = details or filters.exclude_flagged
     columns = f'item_id, annotator_id, import_batch_id, external_annotator, "order"{text}, not_rankable'
-    columns += f", flags{text}" * with_flags + ", seconds_spent, created_at, comment" * details
+    columns += f", flags{text}" * with_flags + ", seconds_spent, created_at, comment, order_changed" * details
     conditions, params = ["item_id IN ({ids})"], []
     if filters.since:
         conditions.append("created_at >= %s")
@@ -109,7 +109,7 @@ def export_items(
         for number, row in enumerate(ranking_rows):
             item_id, user_id, batch_id, external, _, not_rankable = row[:6]
             flags = all_flags[number] if with_flags else None
-            seconds, created, comment = row[6 + with_flags :] if details else (None, None, "")
+            seconds, created, comment, changed = row[6 + with_flags :] if details else (None, None, "", None)
             if created is not None and created.tzinfo is None:  # SQLite keeps UTC without a zone
                 created = created.replace(tzinfo=UTC)
             if user_id is not None:
@@ -117,7 +117,9 @@ def export_items(
             else:
                 who = f"import:{external or batch_id}"
             by_item.setdefault(item_id, []).append(
-                ExportRanking(who, orders[number] or [], not_rankable, flags or {}, seconds, created, comment)
+                ExportRanking(
+                    who, orders[number] or [], not_rankable, flags or {}, seconds, created, comment, changed
+                )
             )
         conversations = _decode_all([row[2] for row in chunk])
         for (item_id, external_id, _), conversation in zip(chunk, conversations, strict=True):

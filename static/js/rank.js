@@ -34,6 +34,9 @@
   let flags = new Map();
   let shownAt = 0;
   let busy = false;
+  // An untouched (shuffled) order is asked about once per item before it is sent.
+  let untouchedAsked = false;
+  const DRAFT_PREFIX = "rewardlab-draft-";
 
   // ---- talking to the API ----
 
@@ -80,6 +83,62 @@
   function clearError() {
     ui.alert.hidden = true;
     ui.alert.textContent = "";
+    ui.alert.classList.remove("is-question");
+  }
+
+  // ---- unsent work survives a reload: the lease comes back with the same id and order ----
+
+  function saveDraft() {
+    if (!assignment) return;
+    try {
+      window.localStorage.setItem(
+        DRAFT_PREFIX + assignment.id,
+        JSON.stringify({
+          groups,
+          flags: flagsPayload(),
+          notRankable: ui.notRankable.checked,
+          comment: ui.comment.value,
+          elapsed: performance.now() - shownAt,
+          untouchedAsked,
+        })
+      );
+    } catch (error) {
+      // Storage full or blocked: the page works without drafts.
+    }
+  }
+
+  function dropDrafts(keepId) {
+    try {
+      Object.keys(window.localStorage)
+        .filter((key) => key.startsWith(DRAFT_PREFIX) && key !== DRAFT_PREFIX + keepId)
+        .forEach((key) => window.localStorage.removeItem(key));
+    } catch (error) {
+      // As above.
+    }
+  }
+
+  // Applies the saved draft of this lease, if there is one that names exactly its answers.
+  function restoreDraft(next) {
+    let draft = null;
+    try {
+      draft = JSON.parse(window.localStorage.getItem(DRAFT_PREFIX + next.id) || "null");
+    } catch (error) {
+      draft = null;
+    }
+    if (!draft || !Array.isArray(draft.groups)) return;
+    const ids = next.answers.map((answer) => answer.id).sort((a, b) => a - b);
+    const named = draft.groups.flat().map(Number).sort((a, b) => a - b);
+    if (named.length !== ids.length || named.some((id, index) => id !== ids[index])) return;
+    groups = draft.groups.map((group) => group.map(Number));
+    Object.entries(draft.flags || {}).forEach(([answerId, labels]) => {
+      const set = flags.get(Number(answerId));
+      if (set) labels.forEach((label) => set.add(label));
+    });
+    ui.notRankable.checked = Boolean(draft.notRankable);
+    ui.comment.value = typeof draft.comment === "string" ? draft.comment : "";
+    ui.commentBox.open = Boolean(ui.comment.value);
+    shownAt = performance.now() - (Number(draft.elapsed) || 0);
+    untouchedAsked = Boolean(draft.untouchedAsked);
   }
 
   function setBusy(value) {
@@ -108,10 +167,25 @@
     }
   }
 
+  function orderUntouched() {
+    const shown = assignment.answers.map((answer) => answer.id);
+    return groups.length === shown.length && groups.every((group, index) => group.length === 1 && group[0] === shown[index]);
+  }
+
   async function submit() {
     if (!assignment || busy) return;
     clearError();
     const notRankable = ui.notRankable.checked;
+    if (!notRankable && !untouchedAsked && orderUntouched()) {
+      untouchedAsked = true;
+      saveDraft();
+      showError(
+        "You have not changed the order the answers were shown in. Submit it as it is? " +
+          "Press Enter or Submit again to confirm, or move the answers first."
+      );
+      ui.alert.classList.add("is-question");
+      return;
+    }
     const body = {
       order: notRankable ? [] : groups.map((group) => group.slice()),
       not_rankable: notRankable,
@@ -133,6 +207,7 @@
     setBusy(true);
     try {
       await post(urlTemplate.replace("{id}", assignment.id), body);
+      dropDrafts(null);
       announce(doneMessage);
     } catch (error) {
       setBusy(false);
@@ -190,6 +265,9 @@
       ui.comment.value = "";
       ui.commentBox.open = false;
       shownAt = performance.now();
+      untouchedAsked = false;
+      dropDrafts(next.id);
+      restoreDraft(next);
     }
     renderAnswers(next.answers);
     ui.work.classList.toggle("is-not-rankable", ui.notRankable.checked);
@@ -319,6 +397,7 @@
       box.addEventListener("change", () => {
         if (box.checked) flags.get(answerId).add(label);
         else flags.get(answerId).delete(label);
+        saveDraft();
         choice.classList.toggle("is-on", box.checked);
       });
       const text = document.createElement("span");
@@ -412,6 +491,7 @@
 
   function changed(answerId, message) {
     placeCards(answerId);
+    saveDraft();
     const { groupIndex } = locate(answerId);
     const label = $("[data-label]", cards.get(answerId)).textContent;
     announce(message || `${label} is now rank ${groupIndex + 1} of ${groups.length}.`);
@@ -477,7 +557,9 @@
 
   ui.notRankable.addEventListener("change", () => {
     ui.work.classList.toggle("is-not-rankable", ui.notRankable.checked);
+    saveDraft();
   });
+  ui.comment.addEventListener("input", saveDraft);
 
   ui.work.addEventListener("submit", (event) => {
     event.preventDefault();
