@@ -9,6 +9,7 @@ from .exports.reading import annotator_pseudonym
 from .figures import agreement_figures_for_display
 from .models import ExportSnapshot, Project, Ranking
 from .progress import project_annotator_stats, project_item_status_counts, project_recent_rankings
+from .work_order import disputed_items_list
 
 SNAPSHOTS_SHOWN = 50
 
@@ -61,4 +62,15 @@ def project_data(request, project_id: int):
             "containers": CONTAINERS,
             "snapshots": snapshots[:SNAPSHOTS_SHOWN],
         },
+    )
+
+
+@staff_only
+def project_disputes(request, project_id: int):
+    """Items whose annotators split or that the model disputes: answers, each ranking, the model's rewards."""
+    project = get_object_or_404(Project, pk=project_id)
+    return render(
+        request,
+        "annotation/project_disputes.html",
+        {"project": project, "disputes": disputed_items_list(project=project)},
     )

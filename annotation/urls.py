@@ -9,4 +9,5 @@ urlpatterns = [
     path("projects/<int:project_id>/rank/", rank_views.rank, name="rank"),
     path("projects/<int:project_id>/progress/", staff_views.project_progress, name="project-progress"),
     path("projects/<int:project_id>/data/", staff_views.project_data, name="project-data"),
+    path("projects/<int:project_id>/disputes/", staff_views.project_disputes, name="project-disputes"),
 ]

@@ -103,3 +103,40 @@ def item_dispute_check(*, item_id: int, project: Project) -> bool:
         extra_rankings=F("extra_rankings") + 1, model_priority=DISPUTED_PRIORITY, disputed_reason=reason[:200]
     )
     return True
+
+
+def disputed_items_list(*, project: Project, limit: int = 100) -> list[dict]:
+    """Disputed items, newest dispute first: answers with the model's rewards, and every human ranking."""
+    items = (
+        Item.objects.filter(project=project)
+        .exclude(disputed_reason="")
+        .prefetch_related("answers")
+        .order_by("-extra_rankings", "-id")[:limit]
+    )
+    rankings = Ranking.objects.filter(item__in=[item.pk for item in items], source=Ranking.Source.HUMAN)
+    by_item: dict[int, list[Ranking]] = {}
+    for ranking in rankings.select_related("annotator").order_by("created_at", "id"):
+        by_item.setdefault(ranking.item_id, []).append(ranking)
+    listed = []
+    for item in items:
+        answers = list(item.answers.all())
+        places = {answer.pk: n for n, answer in enumerate(answers, start=1)}
+        rewards = item.model_rewards or {}
+        listed.append(
+            {
+                "item": item,
+                "answers": [(places[a.pk], a, rewards.get(str(a.pk))) for a in answers],
+                "rankings": [
+                    {
+                        "annotator": ranking.annotator.get_username() if ranking.annotator else "",
+                        "not_rankable": ranking.not_rankable,
+                        # Answers by their number on this page, best group first, ties joined by "=".
+                        "order": " > ".join(
+                            " = ".join(str(places.get(a, "?")) for a in group) for group in ranking.order
+                        ),
+                    }
+                    for ranking in by_item.get(item.pk, [])
+                ],
+            }
+        )
+    return listed

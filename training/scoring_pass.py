@@ -218,3 +218,28 @@ def scoring_pass_run(*, pass_id: int) -> ScoringPass | None:
         seconds=round(time.perf_counter() - started, 3),
         informativeness=spread,
     )
+
+
+def scoring_pass_latest(*, project: Project) -> ScoringPass | None:
+    """The project's most recent finished pass (succeeded or superseded), for staff."""
+    finished = (ScoringPass.Status.SUCCEEDED, ScoringPass.Status.SUPERSEDED)
+    return (
+        ScoringPass.objects.filter(project=project, status__in=finished)
+        .select_related("reward_model")
+        .first()
+    )
+
+
+def accuracy_by_rankings(*, project: Project) -> list[dict[str, Any]]:
+    """Held-out accuracy of each version against the rankings it was trained on, oldest version first."""
+    versions = RewardModel.objects.filter(project=project).select_related("training_run").order_by("version")
+    return [
+        {
+            "version": version.version,
+            "rankings": version.training_run.train_row_count if version.training_run else None,
+            "accuracy": version.pairwise_accuracy,
+            "eval_pairs": version.eval_pairs,
+            "is_active": version.is_active,
+        }
+        for version in versions
+    ]

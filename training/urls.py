@@ -12,6 +12,7 @@ urlpatterns = [
     path("projects/<int:project_id>/models/", views.project_models, name="project-models"),
     path("projects/<int:project_id>/models/compare/", views.versions_compare, name="versions-compare"),
     path("projects/<int:project_id>/suites/", views.project_suites, name="project-suites"),
+    path("projects/<int:project_id>/loop/", views.project_loop, name="project-loop"),
     path("projects/<int:project_id>/suites/upload/", views.suite_upload, name="suite-upload"),
     path("suites/<int:suite_id>/rule/", views.suite_rule, name="suite-rule"),
     path("suites/<int:suite_id>/delete/", views.suite_delete, name="suite-delete"),

@@ -12,7 +12,7 @@ from common.api import MAX_ID
 from common.errors import DomainError
 from common.pages import staff_only
 
-from . import comparison, registry, runs, suites
+from . import comparison, registry, runs, scoring_pass, suites
 from .api import reward_model_archive_response
 from .models import EvaluationSuite, RewardModel, TrainingRun
 from .selectors import (
@@ -255,3 +255,21 @@ def model_activate(request, model_id: int):
 def model_download(request, model_id: int):
     """The version's directory as a .tar.gz archive."""
     return reward_model_archive_response(get_object_or_404(RewardModel, pk=model_id))
+
+
+@staff_only
+def project_loop(request, project_id: int):
+    """Model in the loop: the work order, the last scoring pass, informativeness, accuracy vs rankings."""
+    project = get_object_or_404(Project, pk=project_id)
+    items = project.items
+    context = {
+        "project": project,
+        "last_pass": scoring_pass.scoring_pass_latest(project=project),
+        "pending_pass": scoring_pass.ScoringPass.objects.filter(
+            project=project, status__in=scoring_pass.ScoringPass.ACTIVE_STATUSES
+        ).first(),
+        "versions": scoring_pass.accuracy_by_rankings(project=project),
+        "disputed": items.exclude(disputed_reason="").count(),
+        "unscored": items.filter(scored_version__isnull=True).count(),
+    }
+    return render(request, "training/project_loop.html", context)
