@@ -46,7 +46,7 @@ class ProjectAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at"]
     fieldsets = [
         (None, {"fields": ["name", "is_active", "guidelines"]}),
-        ("Ranking", {"fields": ["rankings_per_item", "allow_ties", "flag_labels"]}),
+        ("Ranking", {"fields": ["rankings_per_item", "allow_ties", "flag_labels", "revision_window_hours"]}),
         ("Work order", {"fields": ["work_order", "max_rankings_per_item"]}),
         ("Training", {"fields": ["retrain_min_new_rankings", "training_arguments"]}),
         (None, {"fields": ["created_at"]}),

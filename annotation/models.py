@@ -32,6 +32,10 @@ class Project(models.Model):
     training_arguments = models.JSONField(
         default=dict, blank=True, help_text="Extra arguments for the training engine, e.g. base_model."
     )
+    revision_window_hours = models.PositiveIntegerField(
+        default=24,
+        help_text="How long after submitting an annotator may reopen and change a ranking; 0: never.",
+    )
 
     class WorkOrder(models.TextChoices):
         COVERAGE = "coverage", "Coverage: fewest rankings first"
@@ -398,3 +402,24 @@ class AgreementFigures(models.Model):
 
     def __str__(self) -> str:
         return f"Agreement figures of {self.project}"
+
+
+class RankingRevision(models.Model):
+    """An earlier version of a ranking its annotator changed: the ranking row holds the current one."""
+
+    ranking = models.ForeignKey(Ranking, on_delete=models.CASCADE, related_name="revisions")
+    order = models.JSONField(default=list, blank=True)
+    not_rankable = models.BooleanField(default=False)
+    flags = models.JSONField(default=dict, blank=True)
+    comment = models.TextField(blank=True)
+    seconds_spent = models.FloatField(null=True, blank=True)
+    order_changed = models.BooleanField(null=True, blank=True)
+    # When this version was submitted, and when the annotator replaced it.
+    ranked_at = models.DateTimeField()
+    replaced_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-replaced_at"]
+
+    def __str__(self) -> str:
+        return f"Revision of ranking #{self.ranking_id} replaced {self.replaced_at:%Y-%m-%d %H:%M}"

@@ -61,8 +61,10 @@ PROJECT_FIELDS = (
     "training_arguments",
     "work_order",
     "max_rankings_per_item",
+    "revision_window_hours",
 )
 MAX_RANKINGS_PER_ITEM = 1000
+MAX_REVISION_WINDOW_HOURS = 24 * 366
 
 
 class TrainingArgumentsInvalid(Invalid):
@@ -183,6 +185,16 @@ def project_values_validate(*, values: Mapping[str, Any]) -> dict[str, Any]:
             )
         elif isinstance(wanted, int) and limit < wanted:
             errors["max_rankings_per_item"] = "max_rankings_per_item may not be below rankings_per_item."
+    if "revision_window_hours" in values:
+        hours = values["revision_window_hours"]
+        if (
+            not isinstance(hours, int)
+            or isinstance(hours, bool)
+            or not 0 <= hours <= MAX_REVISION_WINDOW_HOURS
+        ):
+            errors["revision_window_hours"] = (
+                f"revision_window_hours must be a whole number from 0 to {MAX_REVISION_WINDOW_HOURS}."
+            )
     if errors:
         raise ProjectInvalid(errors)
     return clean

@@ -7,6 +7,7 @@ from . import rank_views, staff_views, views
 urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<int:project_id>/rank/", rank_views.rank, name="rank"),
+    path("projects/<int:project_id>/mine/", rank_views.my_rankings, name="my-rankings"),
     path("projects/<int:project_id>/progress/", staff_views.project_progress, name="project-progress"),
     path("projects/<int:project_id>/data/", staff_views.project_data, name="project-data"),
     path("projects/<int:project_id>/disputes/", staff_views.project_disputes, name="project-disputes"),

@@ -20,6 +20,10 @@ ANNOTATOR_OPERATIONS = {
     ("get", "/api/projects/{}/progress/"),
     ("post", "/api/assignments/{}/submit/"),
     ("post", "/api/assignments/{}/skip/"),
+    # Undo: an annotator's own rankings (annotation.revisions).
+    ("get", "/api/projects/{}/my-rankings/"),
+    ("get", "/api/rankings/{}/reopen/"),
+    ("post", "/api/rankings/{}/revise/"),
 }
 
 

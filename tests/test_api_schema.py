@@ -91,6 +91,31 @@ def _requests(world) -> list[tuple[str, str, dict, int]]:
         ("post", "/api/assignments/{assignment_id}/submit/", {"who": "annotator", "body": "order"}, 201),
         ("post", "/api/assignments/{assignment_id}/submit/", {"who": "annotator", "body": "order"}, 200),
         ("post", "/api/assignments/{assignment_id}/skip/", {"who": "annotator"}, 409),
+        ("get", "/api/projects/{project_id}/my-rankings/", {"who": "annotator"}, 200),
+        (
+            "get",
+            "/api/projects/{project_id}/my-rankings/",
+            {"who": "annotator", "path_ids": {"project_id": inactive}},
+            404,
+        ),
+        (
+            "get",
+            "/api/rankings/{ranking_id}/reopen/",
+            {"who": "annotator", "path_ids": {"ranking_id": MISSING}},
+            404,
+        ),
+        (
+            "post",
+            "/api/rankings/{ranking_id}/revise/",
+            {"who": "annotator", "path_ids": {"ranking_id": MISSING}, "body": {"order": [[1]]}},
+            404,
+        ),
+        (
+            "post",
+            "/api/rankings/{ranking_id}/revise/",
+            {"who": "annotator", "path_ids": {"ranking_id": MISSING}, "body": {"order": [[1]] * 65}},
+            400,
+        ),
         (
             "post",
             "/api/assignments/{assignment_id}/skip/",

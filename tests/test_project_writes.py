@@ -40,6 +40,7 @@ def _admin_form(**changes) -> dict:
         "training_arguments": "{}",
         "work_order": "coverage",
         "max_rankings_per_item": "",
+        "revision_window_hours": "24",
     }
     return {**form, **changes}
 

@@ -377,3 +377,32 @@ def test_an_untouched_order_is_asked_about_once_and_unsent_moves_survive_a_reloa
     assert moved.flags == {str(second): ["spam"]} and moved.comment == "Y repeats itself."
     drafts = "() => Object.keys(localStorage).filter((k) => k.startsWith('rewardlab-draft-'))"
     assert page.evaluate(drafts) == []
+
+
+def test_undo_through_my_rankings_changes_the_sent_ranking(browser, live_server):
+    project = ProjectFactory(rankings_per_item=1)
+    ItemFactory(project=project, answers=["Answer x.", "Answer y.", "Answer z."])
+    user = UserFactory()
+    page = _open_page(browser)
+    _log_in(page, live_server, user, reverse("rank", args=[project.pk]))
+    first, second, third = _answer_ids(page)
+    page.keyboard.press("3")  # first goes last
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[data-done]:not([hidden])")
+    sent = _ranking_of(user, [first])
+    assert sent.order == [[second], [third], [first]]
+
+    page.goto(f"{live_server.url}{reverse('rank', args=[project.pk])}")
+    page.click("text=My rankings")
+    page.click(f'tr[data-ranking="{sent.pk}"] >> text=Change')
+    # The page shows the ranking as it was sent; moving the last answer to the top and sending it changes it.
+    assert _answer_ids(page) == [second, third, first]
+    _card(page, first).focus()
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/mine/?changed=1")
+
+    sent.refresh_from_db()
+    assert sent.order == [[first], [second], [third]]
+    assert sent.revisions.get().order == [[second], [third], [first]]
+    assert "1×" in page.locator(f'tr[data-ranking="{sent.pk}"]').inner_text()

@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import exports, imports, projects, work
+from . import exports, imports, projects, revisions, work
 
 router = DefaultRouter()
 router.register("projects", projects.ProjectViewSet, basename="project")
@@ -14,6 +14,9 @@ urlpatterns = [
     path("projects/<int:project_id>/progress/", work.ProgressView.as_view(), name="project-progress-api"),
     path("assignments/<int:assignment_id>/submit/", work.SubmitView.as_view(), name="assignment-submit"),
     path("assignments/<int:assignment_id>/skip/", work.SkipView.as_view(), name="assignment-skip"),
+    path("projects/<int:project_id>/my-rankings/", revisions.MyRankingsView.as_view(), name="rankings-mine"),
+    path("rankings/<int:ranking_id>/reopen/", revisions.ReopenRankingView.as_view(), name="ranking-reopen"),
+    path("rankings/<int:ranking_id>/revise/", revisions.ReviseRankingView.as_view(), name="ranking-revise"),
     path("projects/<int:project_id>/import/", imports.ProjectImportView.as_view(), name="project-import"),
     path("imports/<int:job_id>/", imports.ImportJobView.as_view(), name="import-job"),
     path("projects/<int:project_id>/export/", exports.ProjectExportView.as_view(), name="project-export"),

@@ -19,18 +19,22 @@ from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from ..models import Answer, ExportSnapshot, Item, Project, Ranking
+from ..models import Answer, ExportSnapshot, Item, Project, Ranking, RankingRevision
 from .containers import export_stream
 from .filters import FORMATS, ExportFilters, check_format, container_for
 from .reading import ExportProgress
 
 
 def export_source_fingerprint(*, project: Project) -> str:
-    """What the project's data looks like now; any ranking, item or answer added or removed changes it."""
+    """What the project's data looks like now: any ranking, item or answer added or removed, or revised."""
     items = Item.objects.filter(project=project).aggregate(n=Count("id"), last=Max("id"))
     answers = Answer.objects.filter(project=project).aggregate(n=Count("id"), last=Max("id"))
     rankings = Ranking.objects.filter(item__project=project).aggregate(n=Count("id"), last=Max("id"))
-    return ":".join(str(d[k] or 0) for d in (items, answers, rankings) for k in ("n", "last"))
+    fingerprint = ":".join(str(d[k] or 0) for d in (items, answers, rankings) for k in ("n", "last"))
+    # A ranking changed by its annotator (annotation.revisions) leaves a revision row behind; named only
+    # when there is one, so that the fingerprints of projects without any stay as they were.
+    revised = RankingRevision.objects.filter(ranking__item__project=project).aggregate(last=Max("id"))["last"]
+    return f"{fingerprint}:r{revised}" if revised else fingerprint
 
 
 def export_snapshot_latest(

@@ -40,12 +40,12 @@
 
   // ---- talking to the API ----
 
-  async function post(url, body) {
+  async function post(url, body, method) {
     const response = await fetch(url, {
-      method: "POST",
+      method: method || "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken },
-      body: JSON.stringify(body || {}),
+      body: method === "GET" ? undefined : JSON.stringify(body || {}),
     });
     let payload = null;
     try {
@@ -193,7 +193,64 @@
       comment: ui.comment.value.trim(),
       seconds_spent: Math.round((performance.now() - shownAt) / 100) / 10,
     };
+    if (settings.revise_url) {
+      await sendRevision(body);
+      return;
+    }
     await finishItem(settings.submit_url_template, body, "Ranking saved. Loading the next item…");
+  }
+
+  // ---- changing a ranking sent earlier ("My rankings" → Change) ----
+
+  async function loadReopened() {
+    document.querySelectorAll("[data-action=skip]").forEach((button) => button.remove());
+    $("[data-action=submit]").firstChild.textContent = "Send the change ";
+    setBusy(true);
+    try {
+      const ranking = await post(settings.reopen_url, null, "GET");
+      showAssignment({
+        id: `revise-${ranking.id}`,
+        conversation: ranking.conversation,
+        answers: ranking.answers,
+        project: ranking.project,
+        initial: ranking,
+      });
+      announce("Your ranking is open: change it and send it again.");
+    } catch (error) {
+      ui.loading.hidden = true;
+      showError(error.message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  async function sendRevision(body) {
+    setBusy(true);
+    try {
+      await post(settings.revise_url, body);
+      dropDrafts(null);
+    } catch (error) {
+      setBusy(false);
+      showError(error.message);
+      return;
+    }
+    window.location.assign(`${settings.mine_url}?changed=1`);
+  }
+
+  function applyInitial(initial) {
+    const ids = new Set(assignment.answers.map((answer) => answer.id));
+    const named = (initial.order || []).flat();
+    if (named.length === ids.size && named.every((id) => ids.has(id))) {
+      groups = initial.order.map((group) => group.slice());
+    }
+    Object.entries(initial.flags || {}).forEach(([answerId, labels]) => {
+      const set = flags.get(Number(answerId));
+      if (set) labels.forEach((label) => set.add(label));
+    });
+    ui.notRankable.checked = Boolean(initial.not_rankable);
+    ui.comment.value = initial.comment || "";
+    ui.commentBox.open = Boolean(ui.comment.value);
+    untouchedAsked = true; // a ranking sent before was already looked at
   }
 
   async function skip() {
@@ -267,6 +324,7 @@
       shownAt = performance.now();
       untouchedAsked = false;
       dropDrafts(next.id);
+      if (next.initial) applyInitial(next.initial);
       restoreDraft(next);
     }
     renderAnswers(next.answers);
@@ -681,5 +739,6 @@
     }
   });
 
-  loadNext();
+  if (settings.reopen_url) loadReopened();
+  else loadNext();
 })();

@@ -1,0 +1,94 @@
+"""Undo: an annotator reopens a ranking within the project's window; the change replaces it everywhere."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from annotation.assignment import assignment_next, ranking_submit
+from annotation.exports import ExportFilters, export_rows, export_source_fingerprint
+from annotation.models import Ranking, RankingRevision
+from tests.factories import ItemFactory, ProjectFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _ranked(project, person):
+    assignment = assignment_next(annotator=person, project=project)
+    shown = list(assignment.answer_order)
+    ranking, _ = ranking_submit(
+        assignment_id=assignment.pk, annotator=person, order=[[a] for a in shown], seconds_spent=3.0
+    )
+    return ranking, shown
+
+
+@pytest.fixture
+def world(annotator_client, annotator):
+    project = ProjectFactory(rankings_per_item=2)
+    ItemFactory(project=project, answers=["a", "b", "c"])
+    ranking, shown = _ranked(project, annotator)
+    return project, ranking, shown
+
+
+def test_my_rankings_lists_mine_with_the_window_and_the_page_links_to_change_it(
+    world, annotator_client, client, annotator
+):
+    project, ranking, _ = world
+    _ranked(project, UserFactory())  # someone else's
+
+    listed = annotator_client.get(f"/api/projects/{project.pk}/my-rankings/").json()
+    client.force_login(annotator)
+    page = client.get(f"/projects/{project.pk}/mine/").content.decode()
+
+    assert [line["id"] for line in listed] == [ranking.pk]
+    assert listed[0]["editable_until"] is not None and listed[0]["revisions"] == 0
+    assert f"?revise={ranking.pk}" in page
+
+
+def test_a_change_replaces_the_ranking_everywhere_and_keeps_the_old_one(world, annotator_client):
+    project, ranking, shown = world
+    before = export_source_fingerprint(project=project)
+    reopened = annotator_client.get(f"/api/rankings/{ranking.pk}/reopen/").json()
+    new_order = [[a] for a in reversed(shown)]
+
+    response = annotator_client.post(
+        f"/api/rankings/{ranking.pk}/revise/",
+        {"order": new_order, "comment": "second thoughts", "seconds_spent": 2.0},
+        format="json",
+    )
+
+    assert reopened["order"] == [[a] for a in shown] and [a["id"] for a in reopened["answers"]] == shown
+    assert response.status_code == 200, response.json()
+    assert response.json()["revisions"] == 1
+    ranking.refresh_from_db()
+    assert ranking.order == new_order and ranking.order_changed is True and ranking.seconds_spent == 5.0
+    old = RankingRevision.objects.get(ranking=ranking)
+    assert old.order == [[a] for a in shown] and old.order_changed is False
+    rows = list(export_rows(project=project, format="rankings", filters=ExportFilters()))
+    assert [r["ranking"] for r in rows] == [new_order] and rows[0]["comment"] == "second thoughts"
+    assert Ranking.objects.filter(item__project=project).count() == 1  # counters and consensus: one ranking
+    assert export_source_fingerprint(project=project) != before  # snapshots and figures are made again
+
+
+def test_a_ranking_past_the_window_or_of_someone_else_cannot_be_changed(world, annotator_client):
+    project, ranking, shown = world
+    other, _ = _ranked(project, UserFactory())
+    Ranking.objects.filter(pk=ranking.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    body = {"order": [[a] for a in reversed(shown)]}
+
+    late = annotator_client.post(f"/api/rankings/{ranking.pk}/revise/", body, format="json")
+    not_mine = annotator_client.post(f"/api/rankings/{other.pk}/revise/", body, format="json")
+
+    assert late.status_code == 409 and "no longer be changed" in late.json()["detail"]
+    assert not_mine.status_code == 404
+    assert not RankingRevision.objects.exists()
+
+
+def test_a_project_with_no_window_allows_no_changes(world, annotator_client):
+    project, ranking, shown = world
+    project.revision_window_hours = 0
+    project.save()
+
+    response = annotator_client.get(f"/api/rankings/{ranking.pk}/reopen/")
+
+    assert response.status_code == 409 and "does not allow" in response.json()["detail"]
