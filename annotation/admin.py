@@ -6,6 +6,7 @@ from django.urls import path
 from django.utils.text import Truncator
 
 from .admin_import import project_import_view
+from .gold import GoldOrderInvalid, gold_order_validate
 from .imports import ProjectImporting, project_delete
 from .models import Answer, Assignment, ExportSnapshot, ImportBatch, ImportJob, Item, Project, Ranking
 from .projects import PROJECT_FIELDS, ProjectInvalid, project_save, project_values_validate
@@ -47,6 +48,7 @@ class ProjectAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "is_active", "guidelines"]}),
         ("Ranking", {"fields": ["rankings_per_item", "allow_ties", "flag_labels", "revision_window_hours"]}),
+        ("Quality", {"fields": ["gold_rate"]}),
         ("Work order", {"fields": ["work_order", "max_rankings_per_item"]}),
         ("Training", {"fields": ["retrain_min_new_rankings", "training_arguments"]}),
         (None, {"fields": ["created_at"]}),
@@ -106,9 +108,37 @@ class RankingInline(admin.TabularInline):
         return False
 
 
+class ItemAdminForm(forms.ModelForm):
+    """The item form; a known ranking makes the item gold (annotation.gold), checked against its answers."""
+
+    class Meta:
+        model = Item
+        fields = ["gold_order"]  # the admin adds the rest of its fields
+
+    def clean_gold_order(self):
+        order = self.cleaned_data.get("gold_order")
+        if order is None:
+            return None
+        if self.instance.pk is None:
+            raise forms.ValidationError("Save the item with its answers first, then give its gold ranking.")
+        try:
+            return gold_order_validate(item=self.instance, order=order)
+        except GoldOrderInvalid as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
 @admin.register(Item)
 class ItemAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "external_id", "prompt_preview", "answer_count", "human_ranking_count"]
+    form = ItemAdminForm
+    list_display = [
+        "id",
+        "project",
+        "external_id",
+        "prompt_preview",
+        "answer_count",
+        "human_ranking_count",
+        "is_gold",
+    ]
     list_filter = ["project", "created_at"]
     search_fields = ["external_id", "answers__text", "answers__external_id"]
     list_select_related = ["project"]
@@ -125,6 +155,10 @@ class ItemAdmin(admin.ModelAdmin):
     @admin.display(ordering="answer_count", description="answers")
     def answer_count(self, item):
         return item.answer_count
+
+    @admin.display(boolean=True, description="gold")
+    def is_gold(self, item):
+        return item.gold_order is not None
 
 
 @admin.register(Ranking)

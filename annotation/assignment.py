@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from common.errors import Conflict, DomainError, Invalid, NotFound
 
+from .gold import gold_item_pick
 from .item_html import item_html_store
 from .locks import ANNOTATOR_NEXT, advisory_xact_lock
 from .models import Answer, Assignment, Item, Project, Ranking
@@ -129,7 +130,7 @@ def free_item_query(
                (SELECT lapsed.id FROM {Assignment._meta.db_table} lapsed
                  WHERE lapsed.item_id = candidate.id AND lapsed.annotator_id = %s)
           FROM {Item._meta.db_table} candidate
-         WHERE candidate.project_id = %s
+         WHERE candidate.project_id = %s AND candidate.gold_order IS NULL
            AND candidate.human_ranking_count < %s + candidate.extra_rankings
            AND candidate.human_ranking_count + candidate.open_lease_count < %s + candidate.extra_rankings
            AND NOT EXISTS (SELECT 1 FROM {Assignment._meta.db_table} taken
@@ -202,7 +203,11 @@ def _lease_new_item(
         if lease is not None:
             lease.item = _item_with_answers(lease.item_id)
             return lease
-        if wait:
+        # Now and then a gold item instead (annotation.gold); it is nobody's slot, so no wait for it.
+        gold = None if wait else gold_item_pick(annotator=annotator, project=project)
+        if gold is not None:
+            row = gold
+        elif wait:
             row = _wait_for_free_item(annotator=annotator, project=project)
         else:
             # The row comes back locked and, if another request changed it meanwhile, re-checked by

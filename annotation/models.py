@@ -32,6 +32,10 @@ class Project(models.Model):
     training_arguments = models.JSONField(
         default=dict, blank=True, help_text="Extra arguments for the training engine, e.g. base_model."
     )
+    gold_rate = models.FloatField(
+        default=0.05,
+        help_text="The share of each annotator's items that are gold items (0 to 1), while any remain.",
+    )
     revision_window_hours = models.PositiveIntegerField(
         default=24,
         help_text="How long after submitting an annotator may reopen and change a ranking; 0: never.",
@@ -193,6 +197,9 @@ class Item(models.Model):
     # Rankings wanted beyond the project's rankings_per_item because the item is disputed.
     extra_rankings = models.PositiveSmallIntegerField(default=0, db_default=0)
     disputed_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
+    # Gold: an item with a known ranking (tie groups of answer ids, best first), mixed into each
+    # annotator's work at the project's gold_rate and kept out of exports (annotation.gold).
+    gold_order = models.JSONField(null=True, blank=True, default=None)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -423,3 +430,22 @@ class RankingRevision(models.Model):
 
     def __str__(self) -> str:
         return f"Revision of ranking #{self.ranking_id} replaced {self.replaced_at:%Y-%m-%d %H:%M}"
+
+
+class AnnotatorExclusion(models.Model):
+    """Staff left this annotator's rankings of the project out of exports and training (reversible)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exclusions")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    excluded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "annotator"], name="annotator_exclusion_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} excluded from {self.project}"

@@ -62,6 +62,7 @@ PROJECT_FIELDS = (
     "work_order",
     "max_rankings_per_item",
     "revision_window_hours",
+    "gold_rate",
 )
 MAX_RANKINGS_PER_ITEM = 1000
 MAX_REVISION_WINDOW_HOURS = 24 * 366
@@ -195,6 +196,10 @@ def project_values_validate(*, values: Mapping[str, Any]) -> dict[str, Any]:
             errors["revision_window_hours"] = (
                 f"revision_window_hours must be a whole number from 0 to {MAX_REVISION_WINDOW_HOURS}."
             )
+    if "gold_rate" in values:
+        rate = values["gold_rate"]
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            errors["gold_rate"] = "gold_rate must be a number from 0 to 1 (0.05: one item in twenty is gold)."
     if errors:
         raise ProjectInvalid(errors)
     return clean

@@ -41,6 +41,7 @@ def _admin_form(**changes) -> dict:
         "work_order": "coverage",
         "max_rankings_per_item": "",
         "revision_window_hours": "24",
+        "gold_rate": "0.05",
     }
     return {**form, **changes}
 

@@ -26,7 +26,7 @@ from preferences.export_rows import (
     row_builder,
 )
 
-from ..models import Answer, Item, Project, Ranking
+from ..models import AnnotatorExclusion, Answer, Item, Project, Ranking
 from .filters import ExportFilters, check_format
 
 ITEM_CHUNK_SIZE = 2000
@@ -68,9 +68,16 @@ def export_items(
         params.append(Ranking.Source.HUMAN.value)
     if filters.exclude_not_rankable:
         conditions.append("NOT not_rankable")
+    # Annotators staff excluded from the project (annotation.annotator_quality) are left out everywhere.
+    conditions.append(
+        f"(annotator_id IS NULL OR annotator_id NOT IN "
+        f"(SELECT annotator_id FROM {AnnotatorExclusion._meta.db_table} WHERE project_id = %s))"
+    )
+    params.append(project.pk)
     items_sql = (
         f"SELECT id, external_id, conversation{text} FROM {Item._meta.db_table} "
-        "WHERE project_id = %s AND id > %s ORDER BY id LIMIT %s"
+        # Gold items (annotation.gold) measure annotators; they are not training data.
+        "WHERE project_id = %s AND id > %s AND gold_order IS NULL ORDER BY id LIMIT %s"
     )
     answers_sql = (
         f"SELECT item_id, id, text, model_name, external_id FROM {Answer._meta.db_table} "

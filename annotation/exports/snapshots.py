@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from ..models import Answer, ExportSnapshot, Item, Project, Ranking, RankingRevision
+from ..models import AnnotatorExclusion, Answer, ExportSnapshot, Item, Project, Ranking, RankingRevision
 from .containers import export_stream
 from .filters import FORMATS, ExportFilters, check_format, container_for
 from .reading import ExportProgress
@@ -34,7 +34,23 @@ def export_source_fingerprint(*, project: Project) -> str:
     # A ranking changed by its annotator (annotation.revisions) leaves a revision row behind; named only
     # when there is one, so that the fingerprints of projects without any stay as they were.
     revised = RankingRevision.objects.filter(ranking__item__project=project).aggregate(last=Max("id"))["last"]
-    return f"{fingerprint}:r{revised}" if revised else fingerprint
+    if revised:
+        fingerprint += f":r{revised}"
+    # Gold items and excluded annotators are left out of exports: marking or excluding one changes them.
+    gold = (
+        Item.objects.filter(project=project, gold_order__isnull=False)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    excluded = (
+        AnnotatorExclusion.objects.filter(project=project)
+        .order_by("annotator_id")
+        .values_list("annotator_id", flat=True)
+    )
+    for tag, ids in (("g", list(gold)), ("x", list(excluded))):
+        if ids:
+            fingerprint += f":{tag}{hashlib.sha256(repr(ids).encode()).hexdigest()[:12]}"
+    return fingerprint
 
 
 def export_snapshot_latest(

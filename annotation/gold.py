@@ -1,0 +1,77 @@
+"""Gold items: items with a known ranking, mixed into each annotator's work to measure their care.
+
+A gold item looks like any other on the ranking page. It is offered to an annotator at the project's
+`gold_rate` (each "next" is a gold one with that chance, while gold items they have not seen remain),
+to everyone regardless of `rankings_per_item`, and never through the ordinary work order. Its rankings
+are kept out of exports, so out of training; `annotation.annotator_quality` compares them with the
+known ranking.
+"""
+
+from __future__ import annotations
+
+import random
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+
+from common.errors import Invalid
+
+from .models import Assignment, Item, Project, Ranking
+
+# Which draws come up gold; tests replace it with a seeded one.
+chance = random.SystemRandom()
+
+
+class GoldOrderInvalid(Invalid):
+    """A known ranking that does not name each answer of the item exactly once."""
+
+
+def gold_order_validate(*, item: Item, order: object) -> list[list[int]]:
+    """The known ranking as tie groups of the item's answer ids, best first, each answer exactly once."""
+    answer_ids = set(item.answers.values_list("pk", flat=True))
+    if not isinstance(order, list) or not all(isinstance(group, list) and group for group in order):
+        raise GoldOrderInvalid("A gold ranking is a list of groups of answer ids, best first: [[3], [1, 2]].")
+    named = [answer_id for group in order for answer_id in group]
+    if not all(isinstance(a, int) and not isinstance(a, bool) for a in named):
+        raise GoldOrderInvalid("A gold ranking names answers by their ids (whole numbers).")
+    if len(named) != len(set(named)) or set(named) != answer_ids:
+        raise GoldOrderInvalid(
+            f"A gold ranking must name each of the item's answers once: {sorted(answer_ids)}."
+        )
+    return [list(group) for group in order]
+
+
+def gold_item_set(*, item: Item, order: list | None) -> Item:
+    """Make the item gold with this known ranking, or (order None) an ordinary item again."""
+    with transaction.atomic():
+        item.gold_order = None if order is None else gold_order_validate(item=item, order=order)
+        item.save(update_fields=["gold_order"])
+    return item
+
+
+def gold_item_pick(*, annotator: AbstractBaseUser, project: Project) -> tuple | None:
+    """A gold item for this "next", with the same columns as the work query's row, or None.
+
+    None most of the time (1 - gold_rate), and when the annotator has seen every gold item.
+    """
+    if project.gold_rate <= 0 or chance.random() >= project.gold_rate:
+        return None
+    expired, human = Assignment.Status.EXPIRED.value, Ranking.Source.HUMAN.value
+    sql = f"""
+        SELECT candidate.id, candidate.human_ranking_count, candidate.open_lease_count,
+               (SELECT lapsed.id FROM {Assignment._meta.db_table} lapsed
+                 WHERE lapsed.item_id = candidate.id AND lapsed.annotator_id = %s)
+          FROM {Item._meta.db_table} candidate
+         WHERE candidate.project_id = %s AND candidate.gold_order IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM {Assignment._meta.db_table} taken
+                            WHERE taken.item_id = candidate.id AND taken.annotator_id = %s
+                              AND taken.status <> %s)
+           AND NOT EXISTS (SELECT 1 FROM {Ranking._meta.db_table} ranked
+                            WHERE ranked.item_id = candidate.id AND ranked.annotator_id = %s
+                              AND ranked.source = %s)
+         ORDER BY random()
+         LIMIT 1
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [annotator.pk, project.pk, annotator.pk, expired, annotator.pk, human])
+        return cursor.fetchone()
