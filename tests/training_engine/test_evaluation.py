@@ -277,3 +277,40 @@ def test_training_reports_held_out_and_suite_figures_and_writes_pair_margins(tin
     written = tmp_path / "model" / "evaluation"
     assert len((written / "held_out.jsonl").read_text().splitlines()) == 20
     assert len((written / "suite-s1.jsonl").read_text().splitlines()) == 10
+
+
+def test_the_evaluation_cost_benchmark_ranks_the_demo_twice_and_writes_a_rewardbench_shaped_suite(tmp_path):
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "evaluation_cost", REPO / "benchmarks" / "evaluation_cost.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    hh = tmp_path / "hh"
+    hh.mkdir()
+    for name in bench.HH_FILES.values():
+        with gzip.open(hh / name, "wt") as out:
+            for n in range(3):
+                out.write(
+                    json.dumps(
+                        {
+                            "chosen": f"\n\nHuman: q{n}\n\nAssistant: yes",
+                            "rejected": f"\n\nHuman: q{n}\n\nAssistant: no",
+                        }
+                    )
+                    + "\n"
+                )
+
+    demo = [
+        json.loads(line) for line in bench.demo_ranked_write(tmp_path / "demo.jsonl").read_text().splitlines()
+    ]
+    suite = [
+        json.loads(line)
+        for line in bench.suite_write(tmp_path / "suite.jsonl", 5, hh).read_text().splitlines()
+    ]
+
+    assert len(demo) == 72 and {row["annotator"] for row in demo} == {"annotator-1", "annotator-2"}
+    assert [row["subset"] for row in suite] == ["hh-helpful-base"] * 3 + ["hh-helpful-online"] * 2
+    assert bench.build_parser().parse_args([]).repeats == 2
