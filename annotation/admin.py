@@ -48,7 +48,7 @@ class ProjectAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "is_active", "guidelines"]}),
         ("Ranking", {"fields": ["rankings_per_item", "allow_ties", "flag_labels", "revision_window_hours"]}),
-        ("Quality", {"fields": ["gold_rate"]}),
+        ("Quality", {"fields": ["gold_rate", "calibration_items"]}),
         ("Work order", {"fields": ["work_order", "max_rankings_per_item"]}),
         ("Training", {"fields": ["retrain_min_new_rankings", "training_arguments"]}),
         (None, {"fields": ["created_at"]}),

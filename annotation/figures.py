@@ -68,7 +68,8 @@ def project_figures(*, project: Project, filters: ExportFilters | None = None) -
         consensus = item_consensus(list(by_annotator.values()), candidates=candidates)
         if consensus.n_annotators:
             consensus_items += 1
-            unanimous_best += consensus.n_agreeing == consensus.n_annotators
+            # One person always "agrees" with their own ranking: only items two or more ranked count.
+            unanimous_best += consensus.n_annotators >= 2 and consensus.n_agreeing == consensus.n_annotators
     return ProjectFigures(agreement.summary(), consensus_items, unanimous_best)
 
 

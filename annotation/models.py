@@ -32,6 +32,11 @@ class Project(models.Model):
     training_arguments = models.JSONField(
         default=dict, blank=True, help_text="Extra arguments for the training engine, e.g. base_model."
     )
+    calibration_items = models.PositiveIntegerField(
+        default=0,
+        help_text="The first this many items get all their rankings before other items get any, "
+        "so that agreement can be measured from the start (0: no calibration set).",
+    )
     gold_rate = models.FloatField(
         default=0.05,
         help_text="The share of each annotator's items that are gold items (0 to 1), while any remain.",

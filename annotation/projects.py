@@ -17,6 +17,7 @@ from django.db import transaction
 from common.errors import Invalid
 
 from .models import Project
+from .work_order import needy_priorities_restore
 
 # What a project (or one run) may set for training, and the type of each; the training side gives each
 # engine option its flag (`training.runs.ENGINE_FLAGS`); `eval_fraction` is read by the Django side.
@@ -63,9 +64,11 @@ PROJECT_FIELDS = (
     "max_rankings_per_item",
     "revision_window_hours",
     "gold_rate",
+    "calibration_items",
 )
 MAX_RANKINGS_PER_ITEM = 1000
 MAX_REVISION_WINDOW_HOURS = 24 * 366
+MAX_CALIBRATION_ITEMS = 10_000
 
 
 class TrainingArgumentsInvalid(Invalid):
@@ -200,6 +203,12 @@ def project_values_validate(*, values: Mapping[str, Any]) -> dict[str, Any]:
         rate = values["gold_rate"]
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
             errors["gold_rate"] = "gold_rate must be a number from 0 to 1 (0.05: one item in twenty is gold)."
+    if "calibration_items" in values:
+        count = values["calibration_items"]
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_CALIBRATION_ITEMS:
+            errors["calibration_items"] = (
+                f"calibration_items must be a whole number from 0 to {MAX_CALIBRATION_ITEMS}."
+            )
     if errors:
         raise ProjectInvalid(errors)
     return clean
@@ -212,4 +221,6 @@ def project_save(*, project: Project) -> Project:
         setattr(project, field, value)
     with transaction.atomic():
         project.save()
+        # More rankings wanted per item: items finished under the old number need some again.
+        needy_priorities_restore(project=project)
     return project

@@ -42,6 +42,7 @@ def _admin_form(**changes) -> dict:
         "max_rankings_per_item": "",
         "revision_window_hours": "24",
         "gold_rate": "0.05",
+        "calibration_items": "0",
     }
     return {**form, **changes}
 

@@ -174,6 +174,7 @@ def test_the_admin_form_sets_the_work_order(client):
         "max_rankings_per_item": "1",
         "revision_window_hours": "24",
         "gold_rate": "0.05",
+        "calibration_items": "0",
     }
     refused = client.post(f"/admin/annotation/project/{project.pk}/change/", form)
     assert refused.status_code == 200 and "may not be below rankings_per_item" in refused.content.decode()

@@ -39,6 +39,7 @@ class ProjectStaffSerializer(serializers.ModelSerializer):
             "max_rankings_per_item",
             "revision_window_hours",
             "gold_rate",
+            "calibration_items",
             "created_at",
             "item_count",
         ]
@@ -71,7 +72,7 @@ class ProjectStaffSerializer(serializers.ModelSerializer):
 STAFF_FIELDS_NOTE = (
     "Staff who may view projects (view_project or change_project) see every project, also with "
     "retrain_min_new_rankings, training_arguments, work_order, max_rankings_per_item, revision_window_hours, "
-    "gold_rate, created_at and item_count; others see the active ones."
+    "gold_rate, calibration_items, created_at and item_count; others see the active ones."
 )
 STAFF_WRITE = {"request": ProjectStaffSerializer, "responses": ProjectStaffSerializer}
 
