@@ -34,7 +34,13 @@ from .gold import gold_item_pick
 from .item_html import item_html_store
 from .locks import ANNOTATOR_NEXT, advisory_xact_lock
 from .models import Answer, Assignment, Item, Project, Ranking
-from .work_order import item_dispute_check, order_by_sql, priority_after_ranking
+from .work_order import (
+    item_dispute_check,
+    needy_priorities_restore,
+    order_by_sql,
+    priority_after_ranking,
+    scan_bounds_sql,
+)
 
 COMMENT_MAX_LENGTH = 5000
 
@@ -125,6 +131,7 @@ def free_item_query(
     # At most one assignment per item and person (a unique constraint), and NOT EXISTS below rules out
     # all but an expired one: the subquery in SELECT finds the lapsed lease to reopen, by that index.
     only_item = "" if item_id is None else "AND candidate.id = %s"
+    bounds, bound_params = scan_bounds_sql(project=project)
     locking = {"skip": "FOR UPDATE OF candidate SKIP LOCKED", "wait": "FOR UPDATE OF candidate", "none": ""}
     sql = f"""
         SELECT candidate.id, candidate.human_ranking_count, candidate.open_lease_count,
@@ -141,13 +148,14 @@ def free_item_query(
                             WHERE ranked.item_id = candidate.id AND ranked.annotator_id = %s
                               AND ranked.source = %s)
            {only_item}
+           {bounds}
          ORDER BY {order_by_sql(project=project)}
          LIMIT 1
          {locking[lock] if connection.vendor == "postgresql" else ""}
     """
     wanted = project.rankings_per_item
     params = [annotator.pk, project.pk, wanted, wanted, annotator.pk, expired, annotator.pk, human]
-    return sql, params if item_id is None else [*params, item_id]
+    return sql, [*params, *([] if item_id is None else [item_id]), *bound_params]
 
 
 def _fetch_one(sql: str, params: list) -> tuple | None:
@@ -439,4 +447,6 @@ def item_counters_recount(*, project: Project) -> int:
             .alias(ranked=ranked, leased=leased)
             .exclude(human_ranking_count=F("ranked"), open_lease_count=F("leased"))
         )
-        return wrong.update(human_ranking_count=ranked, open_lease_count=leased)
+        fixed = wrong.update(human_ranking_count=ranked, open_lease_count=leased)
+        needy_priorities_restore(project=project)
+        return fixed

@@ -26,6 +26,8 @@ from preferences.rankings import kendall_tau_b
 from .models import Item, Project, Ranking
 
 SATISFIED_PRIORITY = -1.0
+# What items get before a scoring pass has scored them (the field's default).
+NEUTRAL_PRIORITY = 0.5
 # A disputed item jumps ahead of every scored item in the `model` order.
 DISPUTED_PRIORITY = 1.0
 DISPUTE_TAU_BELOW = 0.2
@@ -140,3 +142,23 @@ def disputed_items_list(*, project: Project, limit: int = 100) -> list[dict]:
             }
         )
     return listed
+
+
+def scan_bounds_sql(*, project: Project) -> tuple[str, list]:
+    """Conditions the free-item scan can answer from its index, so that a project with no work left is
+    one short probe instead of a walk over every finished item: no item wants more than the project's
+    largest number of rankings, and in the `model` order finished items (sunk priority) are past the end.
+    """
+    bound = max(project.rankings_per_item, project.max_rankings_per_item or 0)
+    sql, params = "AND candidate.human_ranking_count < %s", [bound]
+    if project.work_order == Project.WorkOrder.MODEL:
+        sql, params = f"{sql} AND candidate.model_priority > %s", [bound, SATISFIED_PRIORITY]
+    return sql, params
+
+
+def needy_priorities_restore(*, project: Project) -> int:
+    """Give items that need rankings again (more wanted per item, rankings deleted) the neutral priority."""
+    wanted = F("extra_rankings") + project.rankings_per_item
+    return Item.objects.filter(
+        project=project, model_priority=SATISFIED_PRIORITY, human_ranking_count__lt=wanted
+    ).update(model_priority=NEUTRAL_PRIORITY)
