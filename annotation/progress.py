@@ -33,6 +33,11 @@ def _project_totals(project: Project) -> tuple[int, int]:
     return totals
 
 
+def project_progress_totals(*, project: Project) -> tuple[int, int]:
+    """Rankings collected towards the goal and the goal (items × rankings_per_item), shared a few seconds."""
+    return _project_totals(project)
+
+
 def annotator_progress(*, annotator: AbstractBaseUser, project: Project) -> dict[str, int]:
     """The annotator's rankings today and in total, and the project's rankings collected out of wanted."""
     # Plain SQL: it runs with every "next", and composing the aggregate through the ORM cost more CPU

@@ -8,8 +8,8 @@ from .selectors import project_list_for_annotator
 
 @login_required
 def home(request):
-    """Staff go to the admin; annotators see the projects they can work on."""
+    """Staff go to the staff home (the root URLconf mounts it); annotators see the projects to work on."""
     if request.user.is_staff and "annotate" not in request.GET:
-        return redirect("admin:index")
+        return redirect("staff-home")
     projects = project_list_for_annotator(user=request.user)
     return render(request, "annotation/home.html", {"projects": projects})

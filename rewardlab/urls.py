@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from common.pages import mail_configured
+from training import staff_home
 from training.api import ProjectScoreView
 
 
@@ -60,5 +61,12 @@ urlpatterns = [
     path("api/", include("annotation.api.urls")),
     path("api/training/", include("training.api_urls")),
     path("training/", include("training.urls")),
+    # The staff home shows annotation's and training's state together, so it is mounted here.
+    path("staff/", staff_home.staff_home, name="staff-home"),
+    path(
+        "staff/projects/<int:project_id>/guidelines/",
+        staff_home.project_guidelines,
+        name="staff-project-guidelines",
+    ),
     path("", include("annotation.urls")),
 ]

@@ -13,11 +13,11 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client):
     assert response["Location"].startswith("/accounts/login/")
 
 
-def test_staff_land_in_the_admin(client, staff):
+def test_staff_land_on_the_staff_home(client, staff):
     client.force_login(staff)
     response = client.get("/")
     assert response.status_code == 302
-    assert response["Location"] == "/admin/"
+    assert response["Location"] == "/staff/"
 
 
 def test_annotators_see_the_active_projects_with_their_counts(client, annotator):
