@@ -65,6 +65,16 @@ def parse_args() -> argparse.Namespace:
         help="rank: next → submit; progress: only GET progress, the floor of an authenticated API call",
     )
     parser.add_argument(
+        "--open-rate",
+        type=float,
+        default=0,
+        help="open loop: items/s offered by --annotators users with exponential think time (Poisson)",
+    )
+    parser.add_argument(
+        "--gold-share", type=float, default=0, help="share of the items marked gold (known ranking)"
+    )
+    parser.add_argument("--gold-rate", type=float, default=0, help="the project's gold_rate during the run")
+    parser.add_argument(
         "--explain-only", action="store_true", help="only print the next-item plan on the data as it stands"
     )
     return parser.parse_args()
@@ -122,6 +132,25 @@ def load_items(*, items: int, answers: int, annotators: int, rankings_per_item: 
         user, _ = get_user_model().objects.get_or_create(username=f"bench-annotator-{n}")
         tokens.append(Token.objects.get_or_create(user=user)[0].key)
     return project, tokens
+
+
+def gold_set(project, *, share: float, rate: float) -> None:
+    """Mark every 1/share-th item gold (its answers in position order) and set the project's gold_rate."""
+    from django.db import connection
+
+    from annotation.models import Project
+
+    Project.objects.filter(pk=project.pk).update(gold_rate=rate)
+    project.refresh_from_db()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE annotation_item SET gold_order = NULL WHERE project_id = %s", [project.pk])
+        if share > 0:
+            cursor.execute(
+                "UPDATE annotation_item SET gold_order = (SELECT json_agg(json_build_array(a.id)"
+                " ORDER BY a.position) FROM annotation_answer a WHERE a.item_id = annotation_item.id)"
+                " WHERE project_id = %s AND id %% %s = 0",
+                [project.pk, max(1, round(1 / share))],
+            )
 
 
 def reset_work(project) -> None:
@@ -272,7 +301,10 @@ def main() -> None:
     if args.explain_only:
         print(next_item_plan(project, "bench-annotator-0"))
         return
+    gold_set(project, share=args.gold_share, rate=args.gold_rate)
     reset_work(project)
+    if args.open_rate:
+        os.environ.update(BENCH_RATE=str(args.open_rate), BENCH_USERS=str(args.annotators))
 
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"

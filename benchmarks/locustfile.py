@@ -18,6 +18,11 @@ PROJECT_ID = int(os.environ.get("BENCH_PROJECT_ID", "0"))
 # "rank" loops next → submit; "progress" loops the cheapest authenticated call, GET progress (token,
 # project, one count): the floor that any endpoint of this API pays, for comparison.
 MODE = os.environ.get("BENCH_MODE", "rank")
+# Open loop (assignment_load.py --open-rate): many annotators, each thinking an exponential time between
+# items, so that together they offer BENCH_RATE items a second as Poisson arrivals, whatever the server's
+# answer times (as long as those stay well under the think time).
+RATE = float(os.environ.get("BENCH_RATE") or 0)
+USERS = max(1, int(os.environ.get("BENCH_USERS") or len(TOKENS) or 1))
 # Each simulated annotator takes a token of its own: two users on one token would share one lease.
 _unused_tokens = list(reversed(TOKENS))
 
@@ -25,8 +30,9 @@ _unused_tokens = list(reversed(TOKENS))
 class Annotator(FastHttpUser):
     """One annotator: takes the next item and submits a ranking of its answers straight away."""
 
-    # No think time: the point is the server's capacity, not a realistic pace (people take ~20 s an item).
-    wait_time = constant(0)
+    # Closed loop by default, no think time: the server's capacity, not a realistic pace (people take ~20 s
+    # an item). Open loop: an exponential think time with mean USERS / RATE seconds.
+    wait_time = (lambda self: random.expovariate(RATE / USERS)) if RATE else constant(0)
 
     def on_start(self) -> None:
         if not _unused_tokens:
