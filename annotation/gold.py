@@ -56,22 +56,42 @@ def gold_item_pick(*, annotator: AbstractBaseUser, project: Project) -> tuple | 
     """
     if project.gold_rate <= 0 or chance.random() >= project.gold_rate:
         return None
+    table = Item._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT min(id), max(id) FROM {table} WHERE project_id = %s AND gold_order IS NOT NULL",
+            [project.pk],
+        )
+        low, high = cursor.fetchone()
+    if low is None:
+        return None
+    # A random starting point in the gold items' ids, then the first unseen one from there (wrapping round):
+    # an index walk over item_project_gold_idx, not a sort of every gold item as ORDER BY random() would be.
+    pivot = low + int(chance.random() * (high - low + 1))
+    for bound in ("AND candidate.id >= %s", "AND candidate.id < %s"):
+        row = _unseen_gold(annotator=annotator, project=project, bound=bound, pivot=pivot)
+        if row is not None:
+            return row
+    return None
+
+
+def _unseen_gold(*, annotator: AbstractBaseUser, project: Project, bound: str, pivot: int) -> tuple | None:
     expired, human = Assignment.Status.EXPIRED.value, Ranking.Source.HUMAN.value
     sql = f"""
         SELECT candidate.id, candidate.human_ranking_count, candidate.open_lease_count,
                (SELECT lapsed.id FROM {Assignment._meta.db_table} lapsed
                  WHERE lapsed.item_id = candidate.id AND lapsed.annotator_id = %s)
           FROM {Item._meta.db_table} candidate
-         WHERE candidate.project_id = %s AND candidate.gold_order IS NOT NULL
+         WHERE candidate.project_id = %s AND candidate.gold_order IS NOT NULL {bound}
            AND NOT EXISTS (SELECT 1 FROM {Assignment._meta.db_table} taken
                             WHERE taken.item_id = candidate.id AND taken.annotator_id = %s
                               AND taken.status <> %s)
            AND NOT EXISTS (SELECT 1 FROM {Ranking._meta.db_table} ranked
                             WHERE ranked.item_id = candidate.id AND ranked.annotator_id = %s
                               AND ranked.source = %s)
-         ORDER BY random()
+         ORDER BY candidate.project_id, candidate.id
          LIMIT 1
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [annotator.pk, project.pk, annotator.pk, expired, annotator.pk, human])
+        cursor.execute(sql, [annotator.pk, project.pk, pivot, annotator.pk, expired, annotator.pk, human])
         return cursor.fetchone()

@@ -220,6 +220,10 @@ class Item(models.Model):
             models.Index(fields=["project", "human_ranking_count", "id"], name="item_project_need_idx"),
             # The `model` work order: most informative first, items that need nothing more at the end.
             models.Index(fields=["project", "-model_priority", "id"], name="item_project_model_idx"),
+            # Gold items (annotation.gold): a few per project, found without reading the others.
+            models.Index(
+                fields=["project", "id"], condition=Q(gold_order__isnull=False), name="item_project_gold_idx"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -10,6 +10,7 @@ simulated annotator) and BENCH_PROJECT_ID. Runnable on its own against any serve
 import os
 import random
 
+import gevent
 from locust import FastHttpUser, constant, task
 from locust.exception import StopUser
 
@@ -39,6 +40,9 @@ class Annotator(FastHttpUser):
             raise StopUser()  # more users than tokens (or BENCH_TOKENS unset)
         token = _unused_tokens.pop()
         self.headers = {"Authorization": f"Token {token}"}
+        if RATE:
+            # Spread the first arrivals over one mean think time, rather than all users at once at spawn.
+            gevent.sleep(random.uniform(0, USERS / RATE))
 
     @task
     def rank_one_item(self) -> None:
