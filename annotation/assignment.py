@@ -30,6 +30,7 @@ from django.utils import timezone
 from common.errors import Conflict, DomainError, Invalid, NotFound
 
 from .calibration import calibration_item_pick
+from .candidates import CANDIDATE_COLUMNS, NOT_SEEN_BY_ANNOTATOR
 from .gold import gold_item_pick
 from .item_html import item_html_store
 from .locks import ANNOTATOR_NEXT, advisory_xact_lock
@@ -134,19 +135,12 @@ def free_item_query(
     bounds, bound_params = scan_bounds_sql(project=project)
     locking = {"skip": "FOR UPDATE OF candidate SKIP LOCKED", "wait": "FOR UPDATE OF candidate", "none": ""}
     sql = f"""
-        SELECT candidate.id, candidate.human_ranking_count, candidate.open_lease_count,
-               (SELECT lapsed.id FROM {Assignment._meta.db_table} lapsed
-                 WHERE lapsed.item_id = candidate.id AND lapsed.annotator_id = %s)
+        SELECT {CANDIDATE_COLUMNS}
           FROM {Item._meta.db_table} candidate
          WHERE candidate.project_id = %s AND candidate.gold_order IS NULL
            AND candidate.human_ranking_count < %s + candidate.extra_rankings
            AND candidate.human_ranking_count + candidate.open_lease_count < %s + candidate.extra_rankings
-           AND NOT EXISTS (SELECT 1 FROM {Assignment._meta.db_table} taken
-                            WHERE taken.item_id = candidate.id AND taken.annotator_id = %s
-                              AND taken.status <> %s)
-           AND NOT EXISTS (SELECT 1 FROM {Ranking._meta.db_table} ranked
-                            WHERE ranked.item_id = candidate.id AND ranked.annotator_id = %s
-                              AND ranked.source = %s)
+           AND {NOT_SEEN_BY_ANNOTATOR}
            {only_item}
            {bounds}
          ORDER BY {order_by_sql(project=project)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 
+from .candidates import CANDIDATE_COLUMNS, NOT_SEEN_BY_ANNOTATOR
 from .models import Assignment, Item, Project, Ranking
 
 
@@ -30,18 +31,11 @@ def calibration_item_pick(*, annotator: AbstractBaseUser, project: Project) -> t
     bound = "" if last is None else "AND candidate.id <= %s"
     locking = "FOR UPDATE OF candidate SKIP LOCKED" if connection.vendor == "postgresql" else ""
     sql = f"""
-        SELECT candidate.id, candidate.human_ranking_count, candidate.open_lease_count,
-               (SELECT lapsed.id FROM {Assignment._meta.db_table} lapsed
-                 WHERE lapsed.item_id = candidate.id AND lapsed.annotator_id = %s)
+        SELECT {CANDIDATE_COLUMNS}
           FROM {table} candidate
          WHERE candidate.project_id = %s AND candidate.gold_order IS NULL {bound}
            AND candidate.human_ranking_count + candidate.open_lease_count < %s + candidate.extra_rankings
-           AND NOT EXISTS (SELECT 1 FROM {Assignment._meta.db_table} taken
-                            WHERE taken.item_id = candidate.id AND taken.annotator_id = %s
-                              AND taken.status <> %s)
-           AND NOT EXISTS (SELECT 1 FROM {Ranking._meta.db_table} ranked
-                            WHERE ranked.item_id = candidate.id AND ranked.annotator_id = %s
-                              AND ranked.source = %s)
+           AND {NOT_SEEN_BY_ANNOTATOR}
          ORDER BY candidate.human_ranking_count DESC, candidate.id
          LIMIT 1
          {locking}

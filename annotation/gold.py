@@ -16,6 +16,7 @@ from django.db import connection, transaction
 
 from common.errors import Invalid
 
+from .candidates import CANDIDATE_COLUMNS, NOT_SEEN_BY_ANNOTATOR
 from .models import Assignment, Item, Project, Ranking
 
 # Which draws come up gold; tests replace it with a seeded one.
@@ -78,17 +79,10 @@ def gold_item_pick(*, annotator: AbstractBaseUser, project: Project) -> tuple | 
 def _unseen_gold(*, annotator: AbstractBaseUser, project: Project, bound: str, pivot: int) -> tuple | None:
     expired, human = Assignment.Status.EXPIRED.value, Ranking.Source.HUMAN.value
     sql = f"""
-        SELECT candidate.id, candidate.human_ranking_count, candidate.open_lease_count,
-               (SELECT lapsed.id FROM {Assignment._meta.db_table} lapsed
-                 WHERE lapsed.item_id = candidate.id AND lapsed.annotator_id = %s)
+        SELECT {CANDIDATE_COLUMNS}
           FROM {Item._meta.db_table} candidate
          WHERE candidate.project_id = %s AND candidate.gold_order IS NOT NULL {bound}
-           AND NOT EXISTS (SELECT 1 FROM {Assignment._meta.db_table} taken
-                            WHERE taken.item_id = candidate.id AND taken.annotator_id = %s
-                              AND taken.status <> %s)
-           AND NOT EXISTS (SELECT 1 FROM {Ranking._meta.db_table} ranked
-                            WHERE ranked.item_id = candidate.id AND ranked.annotator_id = %s
-                              AND ranked.source = %s)
+           AND {NOT_SEEN_BY_ANNOTATOR}
          ORDER BY candidate.project_id, candidate.id
          LIMIT 1
     """
