@@ -25,24 +25,7 @@ class ProjectStaffSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = [
-            "id",
-            "name",
-            "guidelines",
-            "rankings_per_item",
-            "allow_ties",
-            "flag_labels",
-            "is_active",
-            "retrain_min_new_rankings",
-            "training_arguments",
-            "work_order",
-            "max_rankings_per_item",
-            "revision_window_hours",
-            "gold_rate",
-            "calibration_items",
-            "created_at",
-            "item_count",
-        ]
+        fields = ["id", *PROJECT_FIELDS, "created_at", "item_count"]
         read_only_fields = ["created_at", "item_count"]
 
     def validate(self, attrs):
