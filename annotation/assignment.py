@@ -341,6 +341,17 @@ def _clean_flags(*, flags, answer_ids: list[int], labels: list[str]) -> dict[str
     return cleaned
 
 
+def _clean_comment(comment) -> str:
+    if not isinstance(comment, str) or len(comment) > COMMENT_MAX_LENGTH:
+        raise RankingInvalid(f"The comment must be text of at most {COMMENT_MAX_LENGTH} characters.")
+    return comment.strip()
+
+
+def _order_changed(groups: list[list[int]], shown: list[int]) -> bool | None:
+    """Whether a ranking differs from the order its answers were shown in; None for not rankable."""
+    return (groups != [[answer_id] for answer_id in shown]) if groups else None
+
+
 def _clean_seconds(seconds_spent) -> float | None:
     if seconds_spent is None:
         return None
@@ -376,8 +387,7 @@ def ranking_submit(
         )
         labels = list(project.flag_labels or [])
         cleaned_flags = _clean_flags(flags=flags, answer_ids=answer_ids, labels=labels)
-        if not isinstance(comment, str) or len(comment) > COMMENT_MAX_LENGTH:
-            raise RankingInvalid(f"The comment must be text of at most {COMMENT_MAX_LENGTH} characters.")
+        comment = _clean_comment(comment)
         ranking = Ranking.objects.create(
             item_id=assignment.item_id,
             source=Ranking.Source.HUMAN,
@@ -385,9 +395,9 @@ def ranking_submit(
             order=groups,
             not_rankable=bool(not_rankable),
             flags=cleaned_flags,
-            comment=comment.strip(),
+            comment=comment,
             seconds_spent=_clean_seconds(seconds_spent),
-            order_changed=(groups != [[answer_id] for answer_id in answer_ids]) if groups else None,
+            order_changed=_order_changed(groups, answer_ids),
         )
         Item.objects.filter(pk=assignment.item_id).update(
             human_ranking_count=F("human_ranking_count") + 1,

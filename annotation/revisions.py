@@ -16,11 +16,11 @@ from django.utils import timezone
 from common.errors import Conflict, NotFound
 
 from .assignment import (
-    COMMENT_MAX_LENGTH,
-    RankingInvalid,
+    _clean_comment,
     _clean_flags,
     _clean_order,
     _clean_seconds,
+    _order_changed,
 )
 from .models import Assignment, Project, Ranking, RankingRevision
 
@@ -134,8 +134,7 @@ def ranking_revise(
             order=order, answer_ids=shown, allow_ties=project.allow_ties, not_rankable=bool(not_rankable)
         )
         cleaned_flags = _clean_flags(flags=flags, answer_ids=shown, labels=list(project.flag_labels or []))
-        if not isinstance(comment, str) or len(comment) > COMMENT_MAX_LENGTH:
-            raise RankingInvalid(f"The comment must be text of at most {COMMENT_MAX_LENGTH} characters.")
+        comment = _clean_comment(comment)
         RankingRevision.objects.create(
             ranking=ranking,
             order=ranking.order,
@@ -151,9 +150,9 @@ def ranking_revise(
         ranking.order = groups
         ranking.not_rankable = bool(not_rankable)
         ranking.flags = cleaned_flags
-        ranking.comment = comment.strip()
+        ranking.comment = comment
         ranking.seconds_spent = (ranking.seconds_spent or 0) + seconds if seconds is not None else None
-        ranking.order_changed = (groups != [[a] for a in shown]) if groups else None
+        ranking.order_changed = _order_changed(groups, shown)
         ranking.save(
             update_fields=["order", "not_rankable", "flags", "comment", "seconds_spent", "order_changed"]
         )
