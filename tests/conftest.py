@@ -62,6 +62,22 @@ def media(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture
+def roots(settings, tmp_path):
+    """Model directories and media of this test's own (a worker started by the test inherits them)."""
+    settings.MODEL_ROOT = tmp_path / "models"
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """A tiny randomly initialised base model on disk, built once for the session (tests only read it)."""
+    from tests.training_setup import tiny_base_model_save
+
+    return tiny_base_model_save(tmp_path_factory.mktemp("tiny-base"))
+
+
 def files_under(root) -> list[str]:
     """The files below a folder, as sorted relative paths."""
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())

@@ -18,13 +18,6 @@ pytestmark = pytest.mark.django_db(transaction=True)  # real commits and rollbac
 
 
 @pytest.fixture
-def roots(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.MODEL_ROOT = tmp_path / "models"
-    return tmp_path
-
-
-@pytest.fixture
 def admin_client(client):
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     return client

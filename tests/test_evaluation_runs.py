@@ -14,7 +14,6 @@ from tests.training_setup import (
     TINY_ARGUMENTS,
     best_first_order,
     learnable_rankings_create,
-    tiny_base_model_save,
 )
 from training.execution import training_run_execute
 from training.models import SuiteResult, TrainingRun
@@ -24,16 +23,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 @pytest.fixture
-def roots(settings, tmp_path):
-    settings.MODEL_ROOT = tmp_path / "models"
-    settings.MEDIA_ROOT = tmp_path / "media"
+def roots(roots, settings):
     settings.TRAINING_HEARTBEAT_SECONDS = 1
-    return tmp_path
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    return tiny_base_model_save(tmp_path_factory.mktemp("tiny-base"))
+    return roots
 
 
 def suite_upload(project, name: str, rows: list[dict], **options):

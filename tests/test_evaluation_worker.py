@@ -16,14 +16,6 @@ from training.models import EvaluationSuite, RewardModel, SuiteResult, TrainingR
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 
 
-@pytest.fixture
-def roots(settings, tmp_path):
-    # The worker inherits these through child_process_env.
-    settings.MODEL_ROOT = tmp_path / "models"
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return tmp_path
-
-
 def test_a_suite_uploaded_on_its_page_is_scored_in_the_workers_run_and_shown_per_subset(
     live_celery_worker, roots, staff, staff_client
 ):

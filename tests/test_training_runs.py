@@ -8,7 +8,7 @@ from django.db import DataError
 
 from annotation.models import ExportSnapshot
 from tests.factories import ProjectFactory
-from tests.training_setup import TINY_ARGUMENTS, learnable_rankings_create, tiny_base_model_save
+from tests.training_setup import TINY_ARGUMENTS, learnable_rankings_create
 from training import execution
 from training.execution import item_in_evaluation_split, training_run_execute
 from training.models import RewardModel, TrainingRun
@@ -19,16 +19,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 @pytest.fixture
-def roots(settings, tmp_path):
-    settings.MODEL_ROOT = tmp_path / "models"
-    settings.MEDIA_ROOT = tmp_path / "media"
+def roots(roots, settings):
     settings.TRAINING_HEARTBEAT_SECONDS = 1
-    return tmp_path
-
-
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory):
-    return tiny_base_model_save(tmp_path_factory.mktemp("tiny-base"))
+    return roots
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from tests.training_setup import (
     learnable_rankings_create,
     quality,
     rankings_submit_through_api,
-    tiny_base_model_save,
 )
 from training.execution import item_in_evaluation_split
 from training.models import RewardModel, TrainingRun
@@ -28,19 +27,6 @@ RUNS = "/api/training/runs/"
 # Long enough that the run is still training when the test kills or cancels it.
 LONG_RUN = {"epochs": 500}
 WORKER_ENV = {"TRAINING_HEARTBEAT_SECONDS": "1"}
-
-
-@pytest.fixture
-def roots(settings, tmp_path):
-    # The worker inherits these through child_process_env.
-    settings.MODEL_ROOT = tmp_path / "models"
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return tmp_path
-
-
-@pytest.fixture
-def tiny_base(tmp_path):
-    return tiny_base_model_save(tmp_path / "tiny-base")
 
 
 def wait_for(predicate, *, timeout: float, what: str, worker=None):
