@@ -5,7 +5,7 @@ import pytest
 from annotation.models import Project
 from annotation.projects import ProjectInvalid, project_save
 from tests.factories import ProjectFactory
-from tests.test_training_runs import queued_run, roots, tiny_base  # noqa: F401  (fixtures)
+from tests.test_training_runs import queued_run, roots  # noqa: F401  (fixtures)
 from tests.training_setup import TINY_ARGUMENTS, learnable_rankings_create
 from training.execution import _engine_arguments, _warm_start_arguments, training_run_execute
 from training.models import RewardModel, TrainingRun
