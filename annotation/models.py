@@ -101,6 +101,9 @@ class ImportBatch(models.Model):
     items_created = models.PositiveIntegerField(default=0)
     answers_created = models.PositiveIntegerField(default=0)
     rankings_created = models.PositiveIntegerField(default=0)
+    # A gold import (annotation.gold): each row's ranking became its item's known ranking, not a Ranking.
+    gold = models.BooleanField(default=False)
+    gold_marked = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -114,7 +117,12 @@ class ImportBatch(models.Model):
         """What the import read and added, in one line for people."""
         return (
             f"{self.get_format_display()}, {self.lines_read} lines: {self.items_created} new items, "
-            f"{self.answers_created} new answers, {self.rankings_created} new imported rankings"
+            f"{self.answers_created} new answers, "
+            + (
+                f"{self.gold_marked} items marked gold"
+                if self.gold
+                else f"{self.rankings_created} new imported rankings"
+            )
         )
 
 
@@ -136,6 +144,7 @@ class ImportJob(models.Model):
     upload = models.FileField(upload_to="imports/%Y/%m/", max_length=500, blank=True)
     file_name = models.CharField(max_length=500)
     format = models.CharField(max_length=20, choices=FORMAT_CHOICES, default="auto")
+    gold = models.BooleanField(default=False)  # import the file's items as gold items (annotation.gold)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
     batch = models.OneToOneField(

@@ -41,6 +41,8 @@ class TrainingRun(models.Model):
     arguments = models.JSONField(default=dict, blank=True)
     # The newest ranking id the export covered: the schedule counts newer rankings than this.
     last_ranking_id = models.BigIntegerField(null=True, blank=True)
+    # The newest revision id (annotation.revisions) it covered: a ranking changed since counts as new too.
+    last_revision_id = models.BigIntegerField(null=True, blank=True)
     train_row_count = models.PositiveIntegerField(default=0)
     eval_row_count = models.PositiveIntegerField(default=0)
 
