@@ -187,10 +187,11 @@ class ImportBatchAdmin(admin.ModelAdmin):
         "format",
         "items_created",
         "rankings_created",
+        "gold_marked",
         "created_by",
         "created_at",
     ]
-    list_filter = ["format", "project"]
+    list_filter = ["format", "gold", "project"]
     search_fields = ["file_name", "sha256"]
     readonly_fields = [field.name for field in ImportBatch._meta.fields]
 

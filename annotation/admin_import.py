@@ -26,6 +26,12 @@ class ImportForm(forms.Form):
         label="Import in the background",
         help_text="Large files are always imported in the background.",
     )
+    gold = forms.BooleanField(
+        required=False,
+        label="Gold items",
+        help_text="Each row's ranking, of all its answers, becomes its item's known ranking: the items are "
+        "mixed into annotators' work to measure them, and left out of exports.",
+    )
 
 
 def project_import_view(model_admin, request, object_id: str):
@@ -44,6 +50,7 @@ def project_import_view(model_admin, request, object_id: str):
                 format=form.cleaned_data["format"],
                 user=request.user,
                 background=form.cleaned_data["background"],
+                gold=form.cleaned_data["gold"],
             )
         except ImportFailed as exc:
             form.add_error("file", f"{exc} — nothing was imported.")

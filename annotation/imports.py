@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import tempfile
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -69,8 +70,13 @@ def import_file(
     user: AbstractBaseUser | None = None,
     file_name: str | None = None,
     progress: bool = False,
+    gold: bool = False,
 ) -> ImportBatch:
-    """Import a .jsonl / .jsonl.gz file into a project in one transaction; a bad line raises ImportFailed."""
+    """Import a .jsonl / .jsonl.gz file into a project in one transaction; a bad line raises ImportFailed.
+
+    With `gold`, the file's items are gold items (annotation.gold): each row's ranking, which must name
+    every answer of its item, becomes the item's known ranking, and no Ranking rows are written.
+    """
     source = RowFile(Path(path), name=file_name or Path(path).name, progress=progress, limits=read_limits())
     _check_format(format)
     format = file_format(source, format)
@@ -80,7 +86,7 @@ def import_file(
         # the project (its foreign-key check) for the whole import: another import queued, a snapshot.
         advisory_xact_lock(namespace=PROJECT_IMPORT, key=project.pk)
         batch = ImportBatch.objects.create(
-            project=project, file_name=source.name[:500], format=format, created_by=user
+            project=project, file_name=source.name[:500], format=format, created_by=user, gold=gold
         )
         writer = _ChunkWriter(batch=batch, source=source)
         records = read_items(source, format)
@@ -94,7 +100,14 @@ def import_file(
         batch.lines_read = source.lines_read
         batch.sha256 = source.sha256
         batch.save(
-            update_fields=["lines_read", "sha256", "items_created", "answers_created", "rankings_created"]
+            update_fields=[
+                "lines_read",
+                "sha256",
+                "items_created",
+                "answers_created",
+                "rankings_created",
+                "gold_marked",
+            ]
         )
     return batch
 
@@ -117,20 +130,20 @@ def _check_format(format: str) -> None:
 
 
 def import_upload(
-    *, upload: UploadedFile, project: Project, format: str = "auto", user: AbstractBaseUser | None = None
+    *,
+    upload: UploadedFile,
+    project: Project,
+    format: str = "auto",
+    user: AbstractBaseUser | None = None,
+    gold: bool = False,
 ) -> ImportBatch:
     """Import an uploaded file (admin or API), streaming it from disk rather than from memory."""
+    options = {"project": project, "format": format, "user": user, "file_name": upload.name, "gold": gold}
     if hasattr(upload, "temporary_file_path"):
-        return import_file(
-            path=Path(upload.temporary_file_path()),
-            project=project,
-            format=format,
-            user=user,
-            file_name=upload.name,
-        )
+        return import_file(path=Path(upload.temporary_file_path()), **options)
     # Small uploads are held in memory by Django; write them out so one code path reads every file.
     with _temporary_copy(upload.chunks()) as path:
-        return import_file(path=path, project=project, format=format, user=user, file_name=upload.name)
+        return import_file(path=path, **options)
 
 
 def import_upload_or_queue(
@@ -140,14 +153,15 @@ def import_upload_or_queue(
     format: str = "auto",
     user: AbstractBaseUser | None = None,
     background: bool = False,
+    gold: bool = False,
 ) -> ImportBatch | ImportJob:
     """Import a web upload now while it is small (IMPORT_INLINE_MAX_BYTES), else, or when asked, queue it.
 
     Raises ImportFailed for a bad file imported now, ImportQueueUnavailable when the broker is down.
     """
     if background or upload.size > settings.IMPORT_INLINE_MAX_BYTES:
-        return import_job_create(upload=upload, project=project, format=format, user=user)
-    return import_upload(upload=upload, project=project, format=format, user=user)
+        return import_job_create(upload=upload, project=project, format=format, user=user, gold=gold)
+    return import_upload(upload=upload, project=project, format=format, user=user, gold=gold)
 
 
 class ImportQueueUnavailable(Unavailable):
@@ -155,7 +169,12 @@ class ImportQueueUnavailable(Unavailable):
 
 
 def import_job_create(
-    *, upload: UploadedFile, project: Project, format: str = "auto", user: AbstractBaseUser | None = None
+    *,
+    upload: UploadedFile,
+    project: Project,
+    format: str = "auto",
+    user: AbstractBaseUser | None = None,
+    gold: bool = False,
 ) -> ImportJob:
     """Store an upload under imports/ and queue its import on a Celery worker; raise if the broker is down."""
     _check_format(format)
@@ -163,6 +182,7 @@ def import_job_create(
         project=project,
         file_name=upload.name[:500],
         format=format,
+        gold=gold,
         created_by=user if user is not None and user.is_authenticated else None,
     )
     job.upload.save(os.path.basename(upload.name), upload, save=False)
@@ -205,6 +225,7 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
                 format=job.format,
                 user=job.created_by,
                 file_name=job.file_name,
+                gold=job.gold,
             )
     except ImportFailed as exc:
         job.status, job.error = ImportJob.Status.FAILED, f"{exc} — nothing was imported."
@@ -344,11 +365,17 @@ class _ChunkWriter:
         self.batch = batch
         self.project = batch.project
         self.source = source
+        # Gold imports: the known ranking each item got from this file, and the line it came from.
+        self.gold_orders: dict[int, list[list[int]]] = {}
+        self.gold_lines: dict[int, int] = {}
 
     def write(self, records: list[ItemRecord]) -> None:
         item_ids, existing_item_ids = self._items(records)
         answer_ids = self._answers(records, item_ids, existing_item_ids)
-        self._rankings(records, item_ids, existing_item_ids, answer_ids)
+        if self.batch.gold:
+            self._gold(records, item_ids, answer_ids)
+        else:
+            self._rankings(records, item_ids, existing_item_ids, answer_ids)
 
     def _items(self, records: Iterable[ItemRecord]) -> tuple[dict[str, int], set[int]]:
         """Item pk by external id, creating the items not seen before; and the pks that already existed.
@@ -491,3 +518,66 @@ class _ChunkWriter:
                 )
         Ranking.objects.bulk_create(new_rankings, batch_size=1000)
         self.batch.rankings_created += len(new_rankings)
+
+    def _gold(self, records: list[ItemRecord], item_ids: dict[str, int], answer_ids: list[list[int]]) -> None:
+        """Make each record's item gold, with the record's ranking of all its answers as the known ranking.
+
+        An item that is gold already keeps its known ranking, and a row that contradicts it fails, as do two
+        rows of one item that disagree: an import never changes what is there, it only adds.
+        """
+        chunk_items = set(item_ids[record.external_id] for record in records)
+        answers_of: dict[int, set[int]] = defaultdict(set)
+        for item_id, answer_id in Answer.objects.filter(item_id__in=chunk_items).values_list("item_id", "pk"):
+            answers_of[item_id].add(answer_id)
+        known = dict(
+            Item.objects.filter(pk__in=chunk_items, gold_order__isnull=False).values_list("pk", "gold_order")
+        )
+        marked: dict[int, list[list[int]]] = {}
+        for record, pks in zip(records, answer_ids, strict=True):
+            item_id = item_ids[record.external_id]
+            order = self._gold_order(record, pks, answers_of[item_id])
+            earlier = self.gold_orders.get(item_id, known.get(item_id))
+            if earlier is not None and _same_order(earlier, order):
+                continue
+            if earlier is not None:
+                where = (
+                    f"line {self.gold_lines[item_id]}"
+                    if item_id in self.gold_lines
+                    else "the admin or an earlier import"
+                )
+                self.source.fail(
+                    record.line,
+                    f"item {record.external_id} already has another known ranking (from {where}); a gold "
+                    "import only adds known rankings, it does not change them",
+                )
+            marked[item_id] = order
+            self.gold_orders[item_id] = order
+            self.gold_lines[item_id] = record.line
+        items = [Item(pk=item_id, gold_order=order) for item_id, order in marked.items()]
+        Item.objects.bulk_update(items, ["gold_order"], batch_size=CHUNK_SIZE)
+        self.batch.gold_marked += len(items)
+
+    def _gold_order(self, record: ItemRecord, pks: list[int], item_answers: set[int]) -> list[list[int]]:
+        """The record's one ranking of every answer of its item, as tie groups of answer pks, or fail."""
+        for ranking in record.rankings:
+            order = [[pks[index] for index in group] for group in ranking.order]
+            named = [pk for group in order for pk in group]
+            if not ranking.not_rankable and set(named) == item_answers and len(named) == len(item_answers):
+                return order
+        ranked = max((sum(map(len, r.order)) for r in record.rankings if not r.not_rankable), default=0)
+        if not ranked:
+            why = "its row carries no ranking"
+        else:
+            why = f"its row ranks {ranked} of its {len(item_answers)} answers"
+            if len(item_answers) > len(record.answers):
+                why += " (rows of one prompt merge into one item, and it has more answers than this row)"
+        self.source.fail(
+            record.line,
+            f"item {record.external_id} cannot be gold: {why}; a gold item's known ranking names each of "
+            "its answers once",
+        )
+
+
+def _same_order(a: list, b: list) -> bool:
+    """Whether two rankings (tie groups of answer ids, best first) say the same, ties in any order."""
+    return [sorted(group) for group in a] == [sorted(group) for group in b]

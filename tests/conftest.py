@@ -37,6 +37,13 @@ def staff(db):
 
 
 @pytest.fixture
+def admin_client_logged_in(client):
+    """A client signed in as a superuser, for the admin's own pages."""
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.fixture
 def api_client():
     return APIClient()
 

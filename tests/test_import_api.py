@@ -219,12 +219,6 @@ def test_only_staff_can_follow_an_import_job(api_client, annotator_client, staff
 # The admin's "Import data" page.
 
 
-@pytest.fixture
-def admin_client_logged_in(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
-
-
 def test_the_project_page_in_the_admin_links_to_the_import_page(admin_client_logged_in):
     project = ProjectFactory()
 

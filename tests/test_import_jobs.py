@@ -293,12 +293,6 @@ def test_the_migration_schedules_the_reaper_every_minute_on_the_default_queue():
 # The admin's upload page queues large files.
 
 
-@pytest.fixture
-def admin_client_logged_in(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
-
-
 def test_a_large_file_uploaded_in_the_admin_is_queued_and_its_job_can_be_followed(
     admin_client_logged_in, media, settings, django_capture_on_commit_callbacks
 ):

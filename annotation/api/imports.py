@@ -28,6 +28,11 @@ class ImportInputSerializer(serializers.Serializer):
         help_text="Queue the import even if the file is small. Files over IMPORT_INLINE_MAX_BYTES "
         "(10 MB unless configured) are always queued.",
     )
+    gold = serializers.BooleanField(
+        default=False,
+        help_text="Import the items as gold items: each row's ranking, which must name every answer of its "
+        "item, becomes the item's known ranking; no rankings are imported.",
+    )
 
 
 class ImportBatchSerializer(serializers.ModelSerializer):
@@ -43,6 +48,8 @@ class ImportBatchSerializer(serializers.ModelSerializer):
             "items_created",
             "answers_created",
             "rankings_created",
+            "gold",
+            "gold_marked",
             "created_at",
         ]
 
@@ -58,6 +65,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "project",
             "file_name",
             "format",
+            "gold",
             "status",
             "error",
             "batch",
@@ -109,6 +117,7 @@ class ProjectImportView(APIView):
             format=serializer.validated_data["format"],
             user=request.user,
             background=serializer.validated_data["background"],
+            gold=serializer.validated_data["gold"],
         )
         if isinstance(imported, ImportJob):
             data = ImportJobSerializer(imported, context={"request": request}).data

@@ -21,6 +21,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--create-project", action="store_true", help="Create the project when none has this name."
         )
+        parser.add_argument(
+            "--gold",
+            action="store_true",
+            help="The file's items are gold items: each row's ranking (of all its answers) becomes the "
+            "item's known ranking, against which annotators are measured; no rankings are imported.",
+        )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
 
     def handle(self, *args, **options):
@@ -44,6 +50,7 @@ class Command(BaseCommand):
                 format=options["format"],
                 file_name=str(path),
                 progress=not options["no_progress"],
+                gold=options["gold"],
             )
         except ImportFailed as exc:
             raise CommandError(f"{exc}\nNothing was imported.") from exc
