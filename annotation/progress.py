@@ -25,7 +25,8 @@ def _project_totals(project: Project) -> tuple[int, int]:
     totals = cache.get(key)
     if totals is None:
         wanted = project.rankings_per_item
-        row = Item.objects.filter(project=project).aggregate(
+        # Gold items (annotation.gold) are ranked by everyone, not rankings_per_item times: not the goal.
+        row = Item.objects.filter(project=project, gold_order__isnull=True).aggregate(
             items=Count("id"), done=Sum(Least("human_ranking_count", Value(wanted)))
         )
         totals = (row["done"] or 0, row["items"] * wanted)
@@ -34,7 +35,10 @@ def _project_totals(project: Project) -> tuple[int, int]:
 
 
 def project_progress_totals(*, project: Project) -> tuple[int, int]:
-    """Rankings collected towards the goal and the goal (items × rankings_per_item), shared a few seconds."""
+    """Rankings collected towards the goal and the goal (items × rankings_per_item), shared a few seconds.
+
+    Gold items are not part of the goal: everyone ranks them, however many rankings_per_item asks for.
+    """
     return _project_totals(project)
 
 
@@ -62,23 +66,29 @@ def annotator_progress(*, annotator: AbstractBaseUser, project: Project) -> dict
 
 @dataclass(frozen=True)
 class ItemStatusCounts:
-    """How many items of a project are done, being worked on, or untouched."""
+    """How many items of a project are done, being worked on, or untouched; gold items are counted apart."""
 
     total: int
     done: int
     in_progress: int
     waiting: int
     open_leases: int
+    gold: int = 0
 
 
 def project_item_status_counts(*, project: Project) -> ItemStatusCounts:
-    """Items with all the rankings wanted, with some rankings or an open lease, and with neither."""
+    """Items with all the rankings wanted, with some rankings or an open lease, and with neither.
+
+    Gold items, which everyone ranks, are only counted (`gold`); their leases count among the open ones.
+    """
     wanted = project.rankings_per_item
+    ordinary = Q(gold_order__isnull=True)
     row = Item.objects.filter(project=project).aggregate(
-        total=Count("id"),
-        done=Count("id", filter=Q(human_ranking_count__gte=wanted)),
-        waiting=Count("id", filter=Q(human_ranking_count=0, open_lease_count=0)),
+        total=Count("id", filter=ordinary),
+        done=Count("id", filter=ordinary & Q(human_ranking_count__gte=wanted)),
+        waiting=Count("id", filter=ordinary & Q(human_ranking_count=0, open_lease_count=0)),
         open_leases=Sum("open_lease_count", default=0),
+        gold=Count("id", filter=~ordinary),
     )
     return ItemStatusCounts(
         total=row["total"],
@@ -86,6 +96,7 @@ def project_item_status_counts(*, project: Project) -> ItemStatusCounts:
         in_progress=row["total"] - row["done"] - row["waiting"],
         waiting=row["waiting"],
         open_leases=row["open_leases"],
+        gold=row["gold"],
     )
 
 

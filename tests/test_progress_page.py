@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from annotation.assignment import assignment_next, assignment_skip, ranking_submit
+from annotation.gold import gold_item_set
 from annotation.progress import annotator_progress, project_annotator_stats, project_item_status_counts
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
 
@@ -65,6 +66,24 @@ def test_annotator_progress_counts_mine_and_the_projects(busy_project):
     alice = busy_project.items.first().rankings.get(annotator__username="alice").annotator
     progress = annotator_progress(annotator=alice, project=busy_project)
     assert progress == {"mine_today": 2, "mine_total": 2, "project_done": 4, "project_wanted": 8}
+
+
+def test_gold_items_are_counted_apart_from_the_items_and_rankings_wanted(busy_project):
+    alice = busy_project.items.first().rankings.get(annotator__username="alice").annotator
+    golden = ItemFactory(project=busy_project, answers=["a", "b"])
+    gold_item_set(item=golden, order=[[a] for a in golden.answers.values_list("pk", flat=True)])
+    busy_project.gold_rate = 1.0
+    for person in (alice, UserFactory(), UserFactory()):  # everyone ranks it, beyond rankings_per_item
+        assert _rank(person, busy_project).item_id == golden.pk
+
+    counts = project_item_status_counts(project=busy_project)
+    progress = annotator_progress(annotator=alice, project=busy_project)
+
+    assert (counts.total, counts.done, counts.in_progress, counts.waiting, counts.gold) == (4, 1, 2, 1, 1)
+    assert (progress["project_done"], progress["project_wanted"]) == (4, 8)
+    assert progress["mine_total"] == 3  # the annotator's own count has it: it looked like any item
+    html = _staff_client().get(f"/projects/{busy_project.pk}/progress/").content.decode()
+    assert '<dd id="items-gold">1</dd>' in html and '<dd id="items-total">4</dd>' in html
 
 
 def test_staff_see_the_progress_page(busy_project):
