@@ -128,6 +128,14 @@ STAFF_OPERATIONS = [
     ("get", "/api/items/{item}/", None, "annotation.view_item"),
     ("get", "/api/projects/{project}/export/?format=pairs", None, "annotation.view_ranking"),
     ("get", "/api/projects/{project}/agreement/", None, "annotation.view_ranking"),
+    ("get", "/api/projects/{project}/annotators/", None, "annotation.view_ranking"),
+    ("put", "/api/projects/{project}/annotators/{annotator}/exclusion/", None, "annotation.change_project"),
+    (
+        "delete",
+        "/api/projects/{project}/annotators/{annotator}/exclusion/",
+        None,
+        "annotation.change_project",
+    ),
     ("get", "/api/projects/{project}/snapshots/", None, "annotation.view_exportsnapshot"),
     ("get", "/api/snapshots/{snapshot}/download/", None, "annotation.view_exportsnapshot"),
     ("get", "/api/training/runs/", None, "training.view_trainingrun"),
@@ -160,6 +168,7 @@ def objects(media, tmp_path):
     return {
         "project": project.pk,
         "item": item.pk,
+        "annotator": UserFactory().pk,
         "job": ImportJob.objects.create(project=ProjectFactory(), file_name="rows.jsonl").pk,
         "snapshot": export_snapshot_create(project=project, format="pairs").pk,
         "run": TrainingRun.objects.create(project=ProjectFactory(), trigger="api").pk,

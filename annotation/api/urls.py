@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import exports, imports, projects, revisions, work
+from . import exports, imports, projects, quality, revisions, work
 
 router = DefaultRouter()
 router.register("projects", projects.ProjectViewSet, basename="project")
@@ -29,6 +29,16 @@ urlpatterns = [
         "projects/<int:project_id>/agreement/",
         exports.ProjectAgreementView.as_view(),
         name="project-agreement",
+    ),
+    path(
+        "projects/<int:project_id>/annotators/",
+        quality.ProjectAnnotatorsView.as_view(),
+        name="project-annotators-api",
+    ),
+    path(
+        "projects/<int:project_id>/annotators/<int:annotator_id>/exclusion/",
+        quality.AnnotatorExclusionView.as_view(),
+        name="annotator-exclusion",
     ),
     path(
         "snapshots/<int:snapshot_id>/download/",
