@@ -23,7 +23,7 @@ class ExportError(Invalid, ValueError):
 
 @dataclass(frozen=True)
 class ExportFilters:
-    """Which rankings and answers an export takes; dates bound the rankings' creation (`until` excluded)."""
+    """Which items, rankings and answers an export takes; dates bound ranking creation (`until` excluded)."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -33,6 +33,10 @@ class ExportFilters:
     exclude_flagged: bool = False
     # Pairs from each ranking (one row per person's preference) or from the item's consensus.
     pairs_from: str = "rankings"
+    # Gold items (annotation.gold) measure annotators and stay out of training; this takes their people's
+    # rankings too, as any item's (their known ranking is not written). Last, so that the snapshots stored
+    # before it came, given it by migration 0016, keep their key order (SQLite compares JSON as text).
+    include_gold: bool = False
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object] | None) -> "ExportFilters":
@@ -53,7 +57,7 @@ class ExportFilters:
                 raise ExportError("min_annotators must be a whole number.") from exc
             if not 0 <= parsed["min_annotators"] <= MAX_MIN_ANNOTATORS:
                 raise ExportError(f"min_annotators must be from 0 to {MAX_MIN_ANNOTATORS}.")
-        for name in ("include_imported", "exclude_not_rankable", "exclude_flagged"):
+        for name in ("include_imported", "exclude_not_rankable", "exclude_flagged", "include_gold"):
             if values.get(name) not in (None, ""):
                 parsed[name] = _parse_bool(name, values[name])
         if values.get("pairs_from") not in (None, ""):

@@ -74,10 +74,11 @@ def export_items(
         f"(SELECT annotator_id FROM {AnnotatorExclusion._meta.db_table} WHERE project_id = %s))"
     )
     params.append(project.pk)
+    # Gold items (annotation.gold) measure annotators; they are not training data unless asked for.
+    gold = "" if filters.include_gold else " AND gold_order IS NULL"
     items_sql = (
         f"SELECT id, external_id, conversation{text} FROM {Item._meta.db_table} "
-        # Gold items (annotation.gold) measure annotators; they are not training data.
-        "WHERE project_id = %s AND id > %s AND gold_order IS NULL ORDER BY id LIMIT %s"
+        f"WHERE project_id = %s AND id > %s{gold} ORDER BY id LIMIT %s"
     )
     answers_sql = (
         f"SELECT item_id, id, text, model_name, external_id FROM {Answer._meta.db_table} "
