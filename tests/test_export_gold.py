@@ -1,9 +1,11 @@
 """Gold items in exports: left out by default, their people's rankings on request, wherever filters go."""
 
 import importlib
+import json
 
 import pytest
 from django.apps import apps as django_apps
+from django.core.management import call_command
 
 from annotation import gold
 from annotation.exports import ExportFilters, export_rows, export_snapshot_create, export_snapshot_latest
@@ -86,6 +88,58 @@ def test_the_filter_parses_like_the_other_booleans():
     assert ExportFilters().as_dict()["include_gold"] is False
     with pytest.raises(ValueError, match="include_gold must be true or false"):
         ExportFilters.from_mapping({"include_gold": "sometimes"})
+
+
+def test_the_export_command_takes_gold_items_with_include_gold(project, tmp_path):
+    out = tmp_path / "rankings.jsonl"
+    call_command(
+        "export_data", "--project", "Gold export", "--format", "rankings", "-o", str(out), "--no-progress"
+    )
+    assert _items(json.loads(line) for line in out.read_text().splitlines()) == [project.ordinary.pk]
+    call_command(
+        "export_data",
+        *("--project", "Gold export", "--format", "rankings", "-o", str(out), "--no-progress"),
+        "--include-gold",
+    )
+    assert _items(json.loads(line) for line in out.read_text().splitlines()) == [
+        project.ordinary.pk,
+        project.gold.pk,
+    ]
+
+
+def _api_items(staff_client, project, query):
+    response = staff_client.get(f"/api/projects/{project.pk}/export/?format=pairs{query}")
+    assert response.status_code == 200
+    return _items(json.loads(line) for line in b"".join(response.streaming_content).splitlines())
+
+
+def test_the_export_api_takes_gold_items_with_include_gold(project, staff_client):
+    assert _api_items(staff_client, project, "") == [project.ordinary.pk]
+    assert _api_items(staff_client, project, "&include_gold=false") == [project.ordinary.pk]
+    assert _api_items(staff_client, project, "&include_gold=true") == [project.ordinary.pk, project.gold.pk]
+
+
+def test_the_export_api_refuses_an_include_gold_that_is_no_boolean_and_names_it(project, staff_client):
+    response = staff_client.get(f"/api/projects/{project.pk}/export/?format=pairs&include_gold=perhaps")
+    assert response.status_code == 400
+    assert "include_gold" in response.json()["detail"]
+    response = staff_client.get(f"/api/projects/{project.pk}/agreement/?include_gold=perhaps")
+    assert response.status_code == 400 and "include_gold" in response.json()["detail"]
+
+
+def test_the_schema_documents_include_gold_on_the_export_and_agreement(staff_client):
+    document = staff_client.get("/api/schema/?format=json").json()
+    for path in ("/api/projects/{project_id}/export/", "/api/projects/{project_id}/agreement/"):
+        parameters = {p["name"]: p for p in document["paths"][path]["get"]["parameters"]}
+        assert parameters["include_gold"]["schema"]["type"] == "boolean"
+
+
+def test_the_data_page_form_offers_gold_items_left_out_first(project, staff, client):
+    client.force_login(staff)
+    html = client.get(f"/projects/{project.pk}/data/").content.decode()
+    select = html[html.index('<select name="include_gold">') :]
+    select = select[: select.index("</select>")]
+    assert select.index('value="false"') < select.index('value="true"')  # the first option is the default
 
 
 def test_a_snapshot_with_gold_items_is_another_snapshot_and_training_never_takes_it(project, media):

@@ -54,6 +54,11 @@ FILTER_PARAMETERS = [
     OpenApiParameter("include_imported", bool, description="Take imported rankings too."),
     OpenApiParameter("exclude_not_rankable", bool, description="Leave out rankings marked not rankable."),
     OpenApiParameter("exclude_flagged", bool, description="Leave out answers anyone flagged."),
+    OpenApiParameter(
+        "include_gold",
+        bool,
+        description="Take gold items' rankings too (default false; not their known ranking).",
+    ),
 ]
 
 

@@ -36,6 +36,11 @@ class Command(BaseCommand):
         parser.add_argument("--exclude-imported", action="store_true", help="Leave imported rankings out.")
         parser.add_argument("--exclude-not-rankable", action="store_true")
         parser.add_argument("--exclude-flagged", action="store_true", help="Drop answers anyone flagged.")
+        parser.add_argument(
+            "--include-gold",
+            action="store_true",
+            help="Take gold items' rankings too (never their known ranking); left out by default.",
+        )
         parser.add_argument("--pairs-from", choices=PAIRS_FROM, default="rankings")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
 
@@ -52,6 +57,7 @@ class Command(BaseCommand):
                     "include_imported": not options["exclude_imported"],
                     "exclude_not_rankable": options["exclude_not_rankable"],
                     "exclude_flagged": options["exclude_flagged"],
+                    "include_gold": options["include_gold"],
                     "pairs_from": options["pairs_from"],
                 }
             )
