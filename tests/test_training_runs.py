@@ -6,14 +6,21 @@ import time
 import pytest
 from django.db import DataError
 
-from annotation.models import ExportSnapshot
+from annotation.models import ExportSnapshot, Ranking
+from annotation.revisions import ranking_revise
 from tests.factories import ProjectFactory
 from tests.training_setup import TINY_ARGUMENTS, learnable_rankings_create
 from training import execution
 from training.execution import item_in_evaluation_split, training_run_execute
 from training.models import RewardModel, TrainingRun
 from training.registry import reward_model_activate
-from training.runs import TrainingError, run_directory, training_run_cancel, training_runs_reap_stale
+from training.runs import (
+    TrainingError,
+    rankings_new_since_last_success,
+    run_directory,
+    training_run_cancel,
+    training_runs_reap_stale,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -57,6 +64,11 @@ def test_first_model_activates_and_a_worse_one_waits_for_staff(roots, project):
     run_files = roots / "models" / f"project-{project.pk}" / f"run-{run.pk}"
     assert (run_files / "model" / "config.json").exists()
     assert not (run_files / "data").exists()  # the split of the kept snapshot, not needed any more
+    # The schedule counts from what this run covered: a ranking changed since counts as new.
+    assert rankings_new_since_last_success(project=project) == 0
+    changed = Ranking.objects.filter(item__project=project).first()
+    ranking_revise(ranking_id=changed.pk, annotator=changed.annotator, order=changed.order[::-1])
+    assert rankings_new_since_last_success(project=project) == 1
 
     # lr 0 leaves the random base model untouched: worse than the trained one on the same split.
     run = training_run_execute(run_id=queued_run(project, lr=0.0, epochs=1).pk)

@@ -7,11 +7,13 @@ from django.db.models import Max
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from annotation.models import Ranking
+from annotation.models import Ranking, RankingRevision
+from annotation.revisions import ranking_revise
 from rewardlab.celery import app
 from tests.factories import ProjectFactory, RankingFactory, UserFactory
 from tests.training_setup import learnable_rankings_create
 from training.models import TrainingRun
+from training.runs import rankings_new_since_last_success
 from training.tasks import check_retrain, reap_stale_runs, run_training
 
 pytestmark = pytest.mark.django_db
@@ -69,6 +71,35 @@ def test_schedule_counts_only_rankings_newer_than_the_last_successful_run():
 
     assert check() == []
     learnable_rankings_create(project=project, count=3, seed=1)
+    assert len(check()) == 1
+
+
+def _revise(ranking: Ranking) -> None:
+    """The annotator changes their ranking: reversed order (annotation.revisions)."""
+    ranking_revise(ranking_id=ranking.pk, annotator=ranking.annotator, order=ranking.order[::-1])
+
+
+def test_schedule_counts_rankings_changed_since_the_last_successful_run_once_each():
+    project = ProjectFactory(retrain_min_new_rankings=2)
+    learnable_rankings_create(project=project, count=4)
+    first, second, third, _ = Ranking.objects.filter(item__project=project).order_by("pk")
+    _revise(first)  # before the run: the run trained on this version
+    covered = Ranking.objects.filter(item__project=project).aggregate(m=Max("pk"))["m"]
+    TrainingRun.objects.create(
+        project=project,
+        trigger="api",
+        status="succeeded",
+        last_ranking_id=covered,
+        last_revision_id=RankingRevision.objects.aggregate(m=Max("pk"))["m"],
+    )
+    assert rankings_new_since_last_success(project=project) == 0
+
+    _revise(second)
+    _revise(second)  # one ranking changed twice is one changed ranking
+    assert rankings_new_since_last_success(project=project) == 1
+    assert check() == []
+    _revise(third)
+    assert rankings_new_since_last_success(project=project) == 2
     assert len(check()) == 1
 
 

@@ -20,7 +20,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotation.exports import export_snapshot_create, export_snapshot_latest
-from annotation.models import ExportSnapshot, Item, Project, Ranking
+from annotation.models import ExportSnapshot, Item, Project, Ranking, RankingRevision
 from common.heartbeat import heartbeat_in_background
 from preferences.export_rows import compact_json
 
@@ -247,8 +247,12 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
     engine: EngineProcess | None = None
     directory = run_directory(run)
     try:
-        # Read before the export: a ranking that lands in between is counted again next time, never missed.
+        # Read before the export: a ranking that lands (or is revised) in between is counted again next
+        # time, never missed.
         run.last_ranking_id = Ranking.objects.filter(item__project=run.project).aggregate(m=Max("pk"))["m"]
+        run.last_revision_id = RankingRevision.objects.filter(ranking__item__project=run.project).aggregate(
+            m=Max("pk")
+        )["m"]
         with _heartbeat_in_background(run_id=run.pk):
             snapshot = _rankings_snapshot(project=run.project)
             run.export_snapshot = snapshot
@@ -256,7 +260,8 @@ def training_run_execute(*, run_id: int, worker_hostname: str = "") -> TrainingR
                 run=run, snapshot=snapshot, directory=directory / "data"
             )
             suites = suite_files_copy(project=run.project, directory=directory / "data" / "suites")
-        if not _run_save(run, None, export_snapshot=snapshot, last_ranking_id=run.last_ranking_id):
+        marks = {"last_ranking_id": run.last_ranking_id, "last_revision_id": run.last_revision_id}
+        if not _run_save(run, None, export_snapshot=snapshot, **marks):
             return run  # finished by someone else meanwhile (the reaper)
         if TrainingRun.objects.filter(pk=run.pk).exclude(cancel_requested_at=None).exists():
             _run_finish(run, TrainingRun.Status.CANCELLED)

@@ -20,7 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation.models import Project, Ranking
+from annotation.models import Project, Ranking, RankingRevision
 from annotation.projects import TRAINING_ARGUMENTS, training_arguments_validate
 from common.errors import Conflict, DomainError, Unavailable
 
@@ -200,18 +200,26 @@ def training_runs_reap_stale(*, now=None) -> list[int]:
 
 
 def rankings_new_since_last_success(*, project: Project) -> int:
-    """How many rankings the project gained since the export its last successful run trained on."""
+    """How many rankings the project gained or saw changed since the export its last successful run took.
+
+    A ranking its annotator changed since (annotation.revisions) keeps its id, and counts once however
+    often it changed. Runs from before revisions were recorded count every revised ranking once more.
+    """
     last = (
         TrainingRun.objects.filter(project=project, status=TrainingRun.Status.SUCCEEDED)
         .exclude(last_ranking_id=None)
         .order_by("-finished_at")
-        .values_list("last_ranking_id", flat=True)
+        .values_list("last_ranking_id", "last_revision_id")
         .first()
     )
     rankings = Ranking.objects.filter(item__project=project)
-    if last is not None:
-        rankings = rankings.filter(pk__gt=last)
-    return rankings.count()
+    if last is None:
+        return rankings.count()
+    last_ranking_id, last_revision_id = last
+    revised = RankingRevision.objects.filter(ranking__item__project=project, ranking_id__lte=last_ranking_id)
+    if last_revision_id is not None:
+        revised = revised.filter(pk__gt=last_revision_id)
+    return rankings.filter(pk__gt=last_ranking_id).count() + revised.values("ranking_id").distinct().count()
 
 
 def training_runs_start_due() -> list[TrainingRun]:
