@@ -34,7 +34,7 @@ class ApiWorld:
             "/api/training/models/{id}/": "model_id",
         }
         chosen = {}
-        for name in ("project_id", "assignment_id", "job_id", "snapshot_id"):
+        for name in ("project_id", "annotator_id", "assignment_id", "job_id", "snapshot_id"):
             if "{" + name + "}" in path:
                 chosen[name] = self.ids[name]
         for prefix, name in resource.items():
@@ -71,8 +71,7 @@ def api_world(media, settings, tmp_path) -> ApiWorld:
     annotator = UserFactory()
     project = ProjectFactory(flag_labels=["spam"])
     items = [ItemFactory(project=project, answers=3) for _ in range(3)]
-    for item in items[:2]:
-        RankingFactory(item=item)
+    rankings = [RankingFactory(item=item) for item in items[:2]]
     lease = assignment_next(annotator=annotator, project=project)
     ProjectFactory(name="Paused", is_active=False)
     model = RewardModel.objects.create(
@@ -89,6 +88,7 @@ def api_world(media, settings, tmp_path) -> ApiWorld:
         "project_id": project.pk,
         "inactive_project_id": Project.objects.get(name="Paused").pk,
         "item_id": items[0].pk,
+        "annotator_id": rankings[0].annotator_id,  # someone who ranked in the project
         "assignment_id": lease.pk,
         "job_id": ImportJob.objects.create(project=project, file_name="rows.jsonl").pk,
         "snapshot_id": export_snapshot_create(project=project, format="pairs").pk,
