@@ -1,12 +1,6 @@
 // Live progress of the run shown on the runs page: poll its JSON while it is queued or running.
 (function () {
   "use strict";
-  // Buttons that cancel or activate ask first (their form's data-confirm says what will happen).
-  document.addEventListener("submit", (event) => {
-    const message = event.target.dataset ? event.target.dataset.confirm : undefined;
-    if (message && !window.confirm(message)) event.preventDefault();
-  });
-
   const section = document.getElementById("run");
   if (!section || section.dataset.active !== "1") return;
   const url = section.dataset.progressUrl;
