@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from annotation import gold
 from annotation.models import AnnotatorExclusion
-from tests.factories import STAFF_PERMISSIONS, ItemFactory, ProjectFactory, RankingFactory, UserFactory
+from tests.factories import STAFF_PERMISSIONS, ProjectFactory, UserFactory
+from tests.quality_setup import careful_and_careless
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -19,21 +19,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 def _project_with_an_outlier():
     """Four gold items: careful ranks them as gold says; careless sends them reversed, untouched, fast."""
     project = ProjectFactory(name="Helpfulness", gold_rate=0.0)
-    careful, careless = UserFactory(username="careful"), UserFactory(username="careless")
-    for _ in range(4):
-        item = ItemFactory(project=project, answers=["a", "b", "c"])
-        answers = list(item.answers.order_by("position").values_list("pk", flat=True))
-        gold.gold_item_set(item=item, order=[[a] for a in answers])
-        RankingFactory(
-            item=item, annotator=careful, order=[[a] for a in answers], seconds_spent=30, order_changed=True
-        )
-        RankingFactory(
-            item=item,
-            annotator=careless,
-            order=[[a] for a in answers[::-1]],
-            seconds_spent=1,
-            order_changed=False,
-        )
+    careful, careless, _ = careful_and_careless(project=project, gold_items=4, shared_items=0)
     return project, careful, careless
 
 

@@ -10,6 +10,7 @@ from annotation.assignment import assignment_next, assignment_skip, ranking_subm
 from annotation.exports import ExportFilters, export_rows, export_source_fingerprint
 from annotation.models import Ranking
 from tests.factories import ItemFactory, ProjectFactory, RankingFactory, UserFactory
+from tests.quality_setup import careful_and_careless
 from training import execution
 
 pytestmark = pytest.mark.django_db
@@ -72,38 +73,7 @@ def test_gold_items_stay_out_of_exports_and_training(media):
 def test_per_annotator_figures_on_a_worked_example(monkeypatch):
     monkeypatch.setattr(gold, "chance", random.Random(1))
     project = ProjectFactory(rankings_per_item=3, gold_rate=0.0)
-    careful, careless = UserFactory(username="careful"), UserFactory(username="careless")
-    others = [UserFactory(), UserFactory()]
-    golds = [ItemFactory(project=project, answers=["a", "b", "c"]) for _ in range(3)]
-    shared = [ItemFactory(project=project, answers=["a", "b", "c"]) for _ in range(3)]
-    for item in golds:
-        answers = _gold(item)
-        RankingFactory(
-            item=item, annotator=careful, order=[[a] for a in answers], seconds_spent=30, order_changed=True
-        )
-        RankingFactory(
-            item=item,
-            annotator=careless,
-            order=[[a] for a in answers[::-1]],
-            seconds_spent=1,
-            order_changed=False,
-        )
-    for item in shared:
-        answers = list(item.answers.order_by("position").values_list("pk", flat=True))
-        RankingFactory(
-            item=item, annotator=careful, order=[[a] for a in answers], seconds_spent=40, order_changed=True
-        )
-        for other in others:
-            RankingFactory(
-                item=item, annotator=other, order=[[a] for a in answers], seconds_spent=35, order_changed=True
-            )
-        RankingFactory(
-            item=item,
-            annotator=careless,
-            order=[[a] for a in answers[::-1]],
-            seconds_spent=2,
-            order_changed=False,
-        )
+    _, careless, _ = careful_and_careless(project=project)
     # careless skipped one lease of a further item
     extra = ItemFactory(project=project, answers=["a", "b"])
     project.rankings_per_item = 4
