@@ -1,11 +1,11 @@
 """Gold items: items with a known ranking, mixed into each annotator's work to measure their care.
 
 Staff mark them in the item's admin page (`gold_item_set`) or by importing a file with `gold`
-(annotation.imports). A gold item looks like any other on the ranking page. It is offered to an annotator at the project's
-`gold_rate` (each "next" is a gold one with that chance, while gold items they have not seen remain),
-to everyone regardless of `rankings_per_item`, and never through the ordinary work order. Its rankings
-are kept out of exports, so out of training; `annotation.annotator_quality` compares them with the
-known ranking.
+(annotation.imports). A gold item looks like any other on the ranking page. It is offered to an
+annotator at the project's `gold_rate` (each "next" is a gold one with that chance, while gold items
+they have not seen remain), to everyone regardless of `rankings_per_item`, and never through the
+ordinary work order. Its rankings are kept out of exports unless one asks for them (`include_gold`), so
+out of training; `annotation.annotator_quality` compares them with the known ranking.
 """
 
 from __future__ import annotations
