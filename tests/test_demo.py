@@ -26,7 +26,8 @@ def test_demo_loads_once_with_items_users_and_printed_logins(settings, tmp_path)
     second = io.StringIO()
     call_command("load_demo", stdout=second)
     assert "is already loaded" in second.getvalue()
-    assert ImportBatch.objects.count() == 1  # the second run imports nothing, not even an empty batch
+    # The items and the gold items, once: the second run imports nothing, not even an empty batch.
+    assert ImportBatch.objects.count() == 2
 
     project = Project.objects.get()
     items = Item.objects.filter(project=project)
@@ -35,6 +36,8 @@ def test_demo_loads_once_with_items_users_and_printed_logins(settings, tmp_path)
     assert any(len(item.conversation) > 1 for item in items), "some demo items are multi-turn"
     assert Ranking.objects.filter(source=Ranking.Source.IMPORT).exists()
     assert not Ranking.objects.filter(source=Ranking.Source.HUMAN).exists()
+    assert items.filter(gold_order__isnull=False).count() == 3  # annotators' care is measured from the start
+    assert "36 demo items and 3 gold items" in first.getvalue()
 
     logins = json.loads((tmp_path / "demo-logins.json").read_text())
     assert set(logins) == {"admin", "alice", "bob"}

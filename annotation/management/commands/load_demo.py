@@ -13,6 +13,8 @@ from annotation.imports import import_file
 from annotation.models import Project
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "demo_rankings.jsonl"
+# A few items with a known ranking, mixed into annotators' work to measure their care (annotation.gold).
+DEMO_GOLD_FILE = DEMO_FILE.with_name("demo_gold.jsonl")
 DEMO_PROJECT = "Demo: helpful assistant answers"
 DEMO_GUIDELINES = """\
 ## How to rank
@@ -44,7 +46,11 @@ class Command(BaseCommand):
             )
             if created or not project.items.exists():
                 batch = import_file(path=DEMO_FILE, project=project, format="rankings")
-                self.stdout.write(f"Loaded {batch.items_created} demo items into “{project.name}”.")
+                gold = import_file(path=DEMO_GOLD_FILE, project=project, format="rankings", gold=True)
+                self.stdout.write(
+                    f"Loaded {batch.items_created} demo items and {gold.gold_marked} gold items "
+                    f"into “{project.name}”."
+                )
             else:
                 self.stdout.write(f"Demo project “{project.name}” is already loaded.")
             for spec in DEMO_USERS:
