@@ -23,11 +23,16 @@ call_command("migrate", verbosity=0)
 call_command("load_demo", verbosity=0)
 project = Project.objects.get()
 alice = get_user_model().objects.get(username="alice")
-ranked = 0
-while ranked < 3:
+def rank():
     assignment = assignment_next(annotator=alice, project=project)
     ranking_submit(assignment_id=assignment.pk, annotator=alice, order=[[a] for a in assignment.answer_order])
-    ranked += 1
+    return assignment.item
+
+project.gold_rate = 1.0  # the gold draw's SQL once (its ranking stays out of the export), then none
+assert rank().gold_order is not None
+project.gold_rate = 0.0
+for _ in range(3):
+    assert rank().gold_order is None
 snapshot = export_snapshot_create(project=project, format="rankings", force=True)
 rows = [json.loads(line) for line in snapshot.file.open("rb")]
 people = sorted({r["annotator"].split("-")[0].split(":")[0] for r in rows})
@@ -57,7 +62,7 @@ def test_demo_ranking_and_export_work_on_sqlite(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    # The demo's four imported rankings plus alice's three.
+    # The demo's four imported rankings plus alice's three (her gold item's ranking is not exported).
     assert summary["rows"] == 7
     assert summary["people"] == ["annotator", "import"]
     assert summary["created_at"].endswith("+00:00")
