@@ -5,9 +5,11 @@ from django.db.models import Count
 from django.urls import path
 from django.utils.text import Truncator
 
+from common.errors import Conflict
+
 from .admin_import import project_import_view
 from .gold import GoldOrderInvalid, gold_order_validate
-from .imports import ProjectImporting, project_delete
+from .imports import project_delete
 from .models import Answer, Assignment, ExportSnapshot, ImportBatch, ImportJob, Item, Project, Ranking
 from .projects import PROJECT_FIELDS, ProjectInvalid, project_save, project_values_validate
 
@@ -81,7 +83,7 @@ class ProjectAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):
         try:
             project_delete(project=obj)
-        except ProjectImporting as exc:
+        except Conflict as exc:  # an import job unfinished, or (training) a run
             raise PermissionDenied(str(exc)) from exc
 
     def delete_queryset(self, request, queryset):

@@ -42,6 +42,7 @@ from preferences.records import ItemRecord
 
 from .locks import PROJECT_IMPORT, advisory_xact_lock
 from .models import Answer, ImportBatch, ImportJob, Item, Project, Ranking
+from .signals import project_deleting
 
 __all__ = [
     "FORMATS",
@@ -295,6 +296,7 @@ def project_delete(*, project: Project) -> None:
     """Delete a project with all its data, unless one of its import jobs is still queued or running.
 
     Such a job's upload is deleted only by the job (or the reaper), and its worker would find the rows gone.
+    The layers above may refuse too (`signals.project_deleting`: training, while a run is unfinished).
     """
     with transaction.atomic():
         # Taken before the check: a job queued meanwhile commits first (and is seen) or fails its insert.
@@ -305,6 +307,7 @@ def project_delete(*, project: Project) -> None:
                 f"Project “{project}” has an import job that is still queued or running; "
                 "delete it once the job has finished."
             )
+        project_deleting.send(sender=Project, project=project)
         project.delete()
 
 

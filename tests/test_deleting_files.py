@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from django.db import transaction
+from django.utils.timezone import now
 
 from annotation.exports import export_snapshot_create
 from annotation.imports import project_delete
@@ -12,7 +13,7 @@ from tests.conftest import files_under
 from tests.factories import ProjectFactory, RankingFactory, UserFactory
 from training.model_files import project_model_directory
 from training.models import RewardModel, TrainingRun
-from training.runs import run_directory
+from training.runs import ProjectTraining, run_directory
 
 pytestmark = pytest.mark.django_db(transaction=True)  # real commits and rollbacks
 
@@ -216,3 +217,26 @@ def test_snapshot_files_are_deleted_only_once_the_deletion_commits(roots):
         assert path.exists(), "not while the deletion may still roll back"
 
     assert not path.exists()
+
+
+@pytest.mark.parametrize("status", [TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING])
+def test_a_project_with_an_unfinished_run_is_not_deleted_by_the_service_the_api_or_the_admin(
+    roots, staff_client, admin_client, status
+):
+    project = project_with_files()
+    unfinished = TrainingRun.objects.create(project=project, trigger="api", status=status)
+    before = files_under(roots)
+
+    with pytest.raises(ProjectTraining, match=rf"training run #{unfinished.pk} {status}; cancel it"):
+        project_delete(project=project)
+    api = staff_client.delete(f"/api/projects/{project.pk}/")
+    admin = admin_client.post(f"/admin/annotation/project/{project.pk}/delete/", {"post": "yes"})
+
+    assert api.status_code == 409 and f"training run #{unfinished.pk}" in api.json()["detail"]
+    assert admin.status_code == 403
+    assert Project.objects.filter(pk=project.pk).exists() and files_under(roots) == before
+    TrainingRun.objects.filter(pk=unfinished.pk).update(
+        status=TrainingRun.Status.CANCELLED, finished_at=now()
+    )
+    assert staff_client.delete(f"/api/projects/{project.pk}/").status_code == 204
+    assert files_under(roots) == []

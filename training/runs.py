@@ -54,6 +54,25 @@ class TrainingRunFinished(TrainingError, Conflict):
     """The run has ended (or not failed), so it cannot be cancelled (or retried)."""
 
 
+class ProjectTraining(TrainingError, Conflict):
+    """The project has a run queued or running, so it cannot be deleted yet."""
+
+
+def project_delete_refuse_while_training(sender, *, project: Project, **kwargs) -> None:
+    """Refuse to delete a project with an unfinished run (annotation.signals.project_deleting).
+
+    Its worker would go on training into the directory the delete removes, as for a run deleted alone
+    (the admin refuses that too). project_delete holds the project row: a run inserted meanwhile is seen
+    here if it committed first, and otherwise waits on that row and fails its insert once it is gone.
+    """
+    run = TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE_STATUSES).first()
+    if run is not None:
+        raise ProjectTraining(
+            f"Project “{project}” has training run #{run.pk} {run.status}; cancel it, or delete the "
+            "project once it has finished."
+        )
+
+
 class TrainingRunConflict(TrainingError, Conflict):
     """The project already has a queued or running run."""
 
