@@ -122,6 +122,7 @@ def read_limits() -> ReadLimits:
         turn_chars=settings.IMPORT_MAX_TURN_CHARS,
         answers=settings.ITEM_MAX_ANSWERS,
         answer_chars=settings.IMPORT_MAX_ANSWER_CHARS,
+        parquet_row_group_bytes=settings.IMPORT_MAX_PARQUET_ROW_GROUP_BYTES,
     )
 
 

@@ -6,6 +6,8 @@ or import a hostile file, which must be refused, and report the peak memory of r
     ... benchmarks/import_large_file.py --hostile gzip-bomb    # ~1 MB of .jsonl.gz, one line of 1 GiB
     ... benchmarks/import_large_file.py --hostile long-line    # one line of 200 MB
     ... benchmarks/import_large_file.py --hostile array-bomb   # ~1 MB of .json.gz, its second row 1 GiB
+    ... benchmarks/import_large_file.py --hostile parquet-group  # one Parquet row group of 300 MB
+    ... benchmarks/import_large_file.py --hostile parquet-rows   # 200 MB of Parquet in 20 MB row groups
 
 The import runs in a throwaway project that is deleted afterwards. Peak memory (ru_maxrss) should
 stay flat as the file grows: run it at two sizes and compare. A hostile file is imported in a child
@@ -97,13 +99,31 @@ HOSTILE = {
         b'[{"prompt": "Hi?", "answers": ["a", "b"]},\n{"prompt": "',
         b'", "answers": ["a", "b"]}]\n',
     ),
+    # Parquet: rows of 100 kB of random hex (incompressible, so the metadata states their real size), in
+    # one row group of the whole size (refused by IMPORT_MAX_PARQUET_ROW_GROUP_BYTES unless under it),
+    # or in row groups of 20 MB (within the limits: imported).
+    "parquet-group": ("group.parquet", 300, b"", b""),
+    "parquet-rows": ("rows.parquet", 200, b"", b""),
 }
+PARQUET_ROW_BYTES = 100_000
 
 
 def write_hostile(kind: str, folder: Path, size_mb: int) -> Path:
     """A file whose one long line (or array row) holds `size_mb` MB of one letter: ~1,000x smaller in gzip."""
     name, _, prefix, suffix = HOSTILE[kind]
     path = folder / name
+    if name.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        count = size_mb * 1_000_000 // PARQUET_ROW_BYTES
+        rows = [
+            {"prompt": os.urandom(PARQUET_ROW_BYTES // 2).hex(), "answers": ["a", "b"], "ranking": [0, 1]}
+            for _ in range(count)
+        ]
+        group = count if kind == "parquet-group" else 20_000_000 // PARQUET_ROW_BYTES
+        pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=group, compression="zstd")
+        return path
     block = b"x" * 1_000_000
     with gzip.open(path, "wb", compresslevel=9) if name.endswith(".gz") else path.open("wb") as out:
         out.write(prefix)

@@ -310,6 +310,9 @@ IMPORT_MAX_JSON_DEPTH = env_int("IMPORT_MAX_JSON_DEPTH", 512)
 IMPORT_MAX_TURNS = env_int("IMPORT_MAX_TURNS", 200)
 IMPORT_MAX_TURN_CHARS = env_int("IMPORT_MAX_TURN_CHARS", 200_000)
 IMPORT_MAX_ANSWER_CHARS = env_int("IMPORT_MAX_ANSWER_CHARS", 200_000)
+# A Parquet row group, uncompressed: pyarrow holds about that much while reading it, before any of its
+# rows can be checked.
+IMPORT_MAX_PARQUET_ROW_GROUP_BYTES = env_int("IMPORT_MAX_PARQUET_ROW_GROUP_BYTES", 256 * 1024 * 1024)
 
 # Exports.
 EXPORT_SNAPSHOT_RETENTION = env_int("EXPORT_SNAPSHOT_RETENTION", 48)

@@ -5,11 +5,14 @@ import gzip
 import json
 import tracemalloc
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from annotation import imports
 from annotation.imports import ImportFailed, import_file
 from annotation.models import Answer, ImportBatch, Item
+from preferences.readers.files import RowFile
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
 from tests.test_importers import (
     GOOD_ROW,
@@ -382,6 +385,47 @@ def test_a_json_array_is_read_row_by_row_and_each_row_held_to_the_byte_limit(tmp
 
     assert errors == ["bomb.json.gz:2: the row is longer than the limit of 1,000 bytes"]
     assert peak < 8 << 20, peak
+
+
+def write_parquet(path, rows: list, *, row_group_size: int):
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=row_group_size, compression="zstd")
+    return path
+
+
+def test_a_parquet_row_group_over_the_limit_is_refused_before_any_row_is_read(
+    tmp_path, settings, monkeypatch
+):
+    settings.IMPORT_MAX_PARQUET_ROW_GROUP_BYTES = 64 * 1024
+    small = [{**GOOD_ROW, "id": f"small-{n}"} for n in range(10)]
+    # 10 rows of 20,000 characters: 200 kB in its row group, a few hundred bytes once compressed.
+    wide = [{**GOOD_ROW, "id": f"wide-{n}", "prompt": f"{n}" + "w" * 20_000} for n in range(10)]
+    path = write_parquet(tmp_path / "wide.parquet", small + wide, row_group_size=10)
+    read = []
+    iter_batches = pq.ParquetFile.iter_batches
+    monkeypatch.setattr(
+        pq.ParquetFile, "iter_batches", lambda self, **kw: read.append(kw) or iter_batches(self, **kw)
+    )
+
+    error = import_fails(path)
+
+    assert error.startswith("wide.parquet:11: row group 2 (rows 11 to 20) holds 0.2 MiB uncompressed, over ")
+    assert error.endswith(
+        "0.1 MiB one may hold; write the file with smaller row groups (pyarrow: row_group_size)"
+    )
+    assert read == []  # the metadata said it: no row of the file was decoded
+
+
+def test_parquet_rows_are_decoded_in_batches_of_about_8_mib_and_import_as_their_jsonl(tmp_path):
+    rows = [{**GOOD_ROW, "id": f"row-{n}", "prompt": f"{n}: " + "p" * 100_000} for n in range(40)]
+    parquet = write_parquet(tmp_path / "rows.parquet", rows, row_group_size=20)
+    source = RowFile(parquet)
+
+    # 100 kB rows: 8 MiB is some 80 of them, so batches stay whole row groups' worth at most 1024 rows.
+    assert 60 <= source._parquet_batch_rows(pq.ParquetFile(parquet).metadata) <= 90
+    from_parquet, from_lines = ProjectFactory(), ProjectFactory()
+    import_file(path=parquet, project=from_parquet)
+    import_file(path=write_jsonl(tmp_path / "rows.jsonl", rows), project=from_lines)
+    assert project_snapshot(from_parquet) == project_snapshot(from_lines)
 
 
 @pytest.mark.parametrize(
