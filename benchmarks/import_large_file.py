@@ -113,16 +113,10 @@ def write_hostile(kind: str, folder: Path, size_mb: int) -> Path:
     name, _, prefix, suffix = HOSTILE[kind]
     path = folder / name
     if name.endswith(".parquet"):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        count = size_mb * 1_000_000 // PARQUET_ROW_BYTES
-        rows = [
-            {"prompt": os.urandom(PARQUET_ROW_BYTES // 2).hex(), "answers": ["a", "b"], "ranking": [0, 1]}
-            for _ in range(count)
-        ]
-        group = count if kind == "parquet-group" else 20_000_000 // PARQUET_ROW_BYTES
-        pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=group, compression="zstd")
+        # In a process of its own: Linux keeps a process's peak RSS across exec, so a parent that held
+        # the table would lend its peak to the importing child's figure.
+        command = [sys.executable, __file__, "--write-parquet-in-child", kind, str(path), str(size_mb)]
+        subprocess.run(command, check=True)
         return path
     block = b"x" * 1_000_000
     with gzip.open(path, "wb", compresslevel=9) if name.endswith(".gz") else path.open("wb") as out:
@@ -131,6 +125,19 @@ def write_hostile(kind: str, folder: Path, size_mb: int) -> Path:
             out.write(block)
         out.write(suffix)
     return path
+
+
+def write_parquet(kind: str, path: Path, size_mb: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    count = size_mb * 1_000_000 // PARQUET_ROW_BYTES
+    rows = [
+        {"prompt": os.urandom(PARQUET_ROW_BYTES // 2).hex(), "answers": ["a", "b"], "ranking": [0, 1]}
+        for _ in range(count)
+    ]
+    group = count if kind == "parquet-group" else 20_000_000 // PARQUET_ROW_BYTES
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=group, compression="zstd")
 
 
 def import_in_this_process(path: Path) -> dict:
@@ -191,7 +198,12 @@ def main() -> None:
     parser.add_argument("--hostile", choices=sorted(HOSTILE), help="import a hostile file instead")
     parser.add_argument("--size-mb", type=int, help="the hostile file's long line, in MB")
     parser.add_argument("--import-in-child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--write-parquet-in-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write_parquet_in_child:
+        kind, path, size_mb = args.write_parquet_in_child
+        write_parquet(kind, Path(path), int(size_mb))
+        return
     if args.import_in_child:
         print(json.dumps(import_in_this_process(args.import_in_child)))
         return
