@@ -7,6 +7,7 @@ The charts are SVG drawn here (`charts`), so the pages need no script.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,66 +57,66 @@ def _with_count(accuracy: Any, pairs: Any) -> str:
     return "–" if accuracy is None else f"{_number(accuracy)} ({pairs or 0} pairs)"
 
 
+def _value(key: str) -> Callable[[dict[str, Any]], str]:
+    return lambda figures: _number(figures.get(key))
+
+
+def _counted(key: str, count_key: str) -> Callable[[dict[str, Any]], str]:
+    return lambda figures: _with_count(figures.get(key), figures.get(count_key))
+
+
+def _pairs_items(figures: dict[str, Any]) -> str:
+    return f"{figures['pairs']} / {figures.get('items', '–')}" if figures.get("pairs") is not None else "–"
+
+
+# The side-by-side table's fixed lines: title, how a version's figures show it, and a note.
+FIGURES: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
+    ("Pairwise accuracy", _value("pairwise_accuracy"), ""),
+    (
+        "95% interval",
+        lambda figures: _interval(figures.get("accuracy_ci")),
+        "bootstrap over items: an item's pairs share its answers, so they are resampled together",
+    ),
+    ("Evaluation pairs / items", _pairs_items, ""),
+    ("Kendall τ (mean per item)", _value("kendall_tau"), ""),
+    ("Best above worst", _value("best_vs_worst_accuracy"), ""),
+    (
+        "Human ceiling",
+        _counted("human_ceiling", "ceiling_pairs"),
+        "how often one annotator agrees with the others' consensus, on the pairs the consensus orders",
+    ),
+    (
+        "Model on the ceiling's pairs",
+        _value("accuracy_on_ceiling_pairs"),
+        "the model against each annotator, on the same pairs",
+    ),
+    (
+        "Length correlation",
+        _value("length_correlation"),
+        "Spearman's ρ between an answer's reward and its length in characters",
+    ),
+    (
+        "Accuracy, longer answer preferred",
+        _counted("accuracy_longer_preferred", "pairs_longer_preferred"),
+        "",
+    ),
+    (
+        "Accuracy, shorter answer preferred",
+        _counted("accuracy_shorter_preferred", "pairs_shorter_preferred"),
+        "far below the longer-preferred figure: the model rewards length",
+    ),
+    (
+        "Expected calibration error",
+        _value("ece"),
+        "of σ(r_a − r_b) as the chance that people prefer a; 0 is perfectly calibrated",
+    ),
+    ("Pairs without flagged answers", _counted("unflagged_accuracy", "unflagged_pairs"), ""),
+]
+
+
 def figure_rows(a: dict[str, Any], b: dict[str, Any]) -> list[FigureRow]:
     """Every figure of two versions' evaluations, in the order the page shows them."""
-    rows = [
-        FigureRow(
-            "Pairwise accuracy", _number(a.get("pairwise_accuracy")), _number(b.get("pairwise_accuracy"))
-        ),
-        FigureRow(
-            "95% interval",
-            _interval(a.get("accuracy_ci")),
-            _interval(b.get("accuracy_ci")),
-            "bootstrap over items: an item's pairs share its answers, so they are resampled together",
-        ),
-        FigureRow("Evaluation pairs / items", _pairs_items(a), _pairs_items(b)),
-        FigureRow("Kendall τ (mean per item)", _number(a.get("kendall_tau")), _number(b.get("kendall_tau"))),
-        FigureRow(
-            "Best above worst",
-            _number(a.get("best_vs_worst_accuracy")),
-            _number(b.get("best_vs_worst_accuracy")),
-        ),
-        FigureRow(
-            "Human ceiling",
-            _with_count(a.get("human_ceiling"), a.get("ceiling_pairs")),
-            _with_count(b.get("human_ceiling"), b.get("ceiling_pairs")),
-            "how often one annotator agrees with the others' consensus, on the pairs the consensus orders",
-        ),
-        FigureRow(
-            "Model on the ceiling's pairs",
-            _number(a.get("accuracy_on_ceiling_pairs")),
-            _number(b.get("accuracy_on_ceiling_pairs")),
-            "the model against each annotator, on the same pairs",
-        ),
-        FigureRow(
-            "Length correlation",
-            _number(a.get("length_correlation")),
-            _number(b.get("length_correlation")),
-            "Spearman's ρ between an answer's reward and its length in characters",
-        ),
-        FigureRow(
-            "Accuracy, longer answer preferred",
-            _with_count(a.get("accuracy_longer_preferred"), a.get("pairs_longer_preferred")),
-            _with_count(b.get("accuracy_longer_preferred"), b.get("pairs_longer_preferred")),
-        ),
-        FigureRow(
-            "Accuracy, shorter answer preferred",
-            _with_count(a.get("accuracy_shorter_preferred"), a.get("pairs_shorter_preferred")),
-            _with_count(b.get("accuracy_shorter_preferred"), b.get("pairs_shorter_preferred")),
-            "far below the longer-preferred figure: the model rewards length",
-        ),
-        FigureRow(
-            "Expected calibration error",
-            _number(a.get("ece")),
-            _number(b.get("ece")),
-            "of σ(r_a − r_b) as the chance that people prefer a; 0 is perfectly calibrated",
-        ),
-        FigureRow(
-            "Pairs without flagged answers",
-            _with_count(a.get("unflagged_accuracy"), a.get("unflagged_pairs")),
-            _with_count(b.get("unflagged_accuracy"), b.get("unflagged_pairs")),
-        ),
-    ]
+    rows = [FigureRow(title, show(a), show(b), note) for title, show, note in FIGURES]
     for key, title in (("flags", "Flagged “{}”"), ("import_batches", "Import {}"), ("subsets", "Subset {}")):
         for name in sorted(set(a.get(key) or {}) | set(b.get(key) or {})):
             rows.append(
@@ -126,10 +127,6 @@ def figure_rows(a: dict[str, Any], b: dict[str, Any]) -> list[FigureRow]:
                 )
             )
     return rows
-
-
-def _pairs_items(figures: dict[str, Any]) -> str:
-    return f"{figures['pairs']} / {figures.get('items', '–')}" if figures.get("pairs") is not None else "–"
 
 
 def _slice_count(figures: dict[str, Any], key: str, name: str) -> int:
