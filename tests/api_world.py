@@ -1,10 +1,12 @@
 """What the schema and fuzz tests call the API with: the app in-process, tokens, one row of each kind."""
 
+import json
 from dataclasses import dataclass, field
 
 import pytest
 import schemathesis
 from django.core import signals
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from rest_framework.authtoken.models import Token
@@ -12,9 +14,13 @@ from rest_framework.authtoken.models import Token
 from annotation.assignment import assignment_next
 from annotation.exports import export_snapshot_create
 from annotation.models import ImportJob, Project
+from tests.evaluation_setup import suite_rows
 from tests.factories import STAFF_PERMISSIONS, ItemFactory, ProjectFactory, RankingFactory, UserFactory
 from tests.training_setup import tiny_base_model_save
-from training.models import RewardModel, TrainingRun
+from training.models import RewardModel, SuiteResult, TrainingRun
+from training.suites import evaluation_suite_create
+
+SUITE_ROWS = "".join(json.dumps(row) + "\n" for row in suite_rows(count=4)).encode()
 
 
 @dataclass
@@ -32,6 +38,7 @@ class ApiWorld:
             "/api/items/{id}/": "item_id",
             "/api/training/runs/{id}/": "run_id",
             "/api/training/models/{id}/": "model_id",
+            "/api/training/suites/{id}/": "suite_id",
         }
         chosen = {}
         for name in ("project_id", "annotator_id", "assignment_id", "job_id", "snapshot_id"):
@@ -65,9 +72,10 @@ def api_schema(api_app):
 
 @pytest.fixture
 def api_world(media, settings, tmp_path) -> ApiWorld:
-    """A project with items, rankings, a lease, an import job, a snapshot, runs and an active tiny model."""
+    """A project with items, rankings, a lease, an import job, a snapshot, runs, an active tiny model and an
+    evaluation suite."""
     settings.MODEL_ROOT = tmp_path / "models"
-    staff = UserFactory(is_staff=True, permissions=STAFF_PERMISSIONS)
+    staff = UserFactory(is_staff=True, permissions=[*STAFF_PERMISSIONS, "training.view_evaluationsuite"])
     annotator = UserFactory()
     project = ProjectFactory(flag_labels=["spam"])
     items = [ItemFactory(project=project, answers=3) for _ in range(3)]
@@ -94,5 +102,22 @@ def api_world(media, settings, tmp_path) -> ApiWorld:
         "snapshot_id": export_snapshot_create(project=project, format="pairs").pk,
         "run_id": TrainingRun.objects.create(project=project, trigger="api", status="failed").pk,
         "model_id": model.pk,
+        "suite_id": _suite_with_figures(project=project, model=model).pk,
     }
     return world
+
+
+def _suite_with_figures(*, project, model):
+    """An evaluation suite of four pairs, with the model's figures on it."""
+    suite = evaluation_suite_create(
+        project=project, upload=SimpleUploadedFile("suite.jsonl", SUITE_ROWS), name="suite"
+    )
+    subsets = {"good-vs-bad": 1.0, "good-vs-neutral": 0.5}
+    SuiteResult.objects.create(
+        reward_model=model,
+        suite=suite,
+        pairwise_accuracy=0.75,
+        pairs=4,
+        figures={"pairwise_accuracy": 0.75, "pairs": 4, "subsets": subsets},
+    )
+    return suite

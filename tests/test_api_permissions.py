@@ -66,6 +66,7 @@ def test_annotators_are_refused_every_staff_operation(annotator_client):
         ("post", "/api/projects/{}/import/"),
         ("get", "/api/projects/{}/export/"),
         ("post", "/api/projects/{}/score/"),
+        ("post", "/api/training/suites/"),
     } <= checked
 
 
@@ -147,6 +148,16 @@ STAFF_OPERATIONS = [
     ("get", "/api/training/models/{model}/", None, "training.view_rewardmodel"),
     ("get", "/api/training/models/{model}/download/", None, "training.view_rewardmodel"),
     ("post", "/api/training/models/{model}/activate/", None, "training.change_rewardmodel"),
+    ("get", "/api/training/suites/", None, "training.view_evaluationsuite"),
+    ("get", "/api/training/suites/{suite}/", None, "training.view_evaluationsuite"),
+    ("post", "/api/training/suites/", "suite upload", "training.add_evaluationsuite"),
+    (
+        "patch",
+        "/api/training/suites/{suite}/",
+        {"holds_back_promotion": True},
+        "training.change_evaluationsuite",
+    ),
+    ("delete", "/api/training/suites/{suite}/", None, "training.delete_evaluationsuite"),
     (
         "post",
         "/api/projects/{project}/score/",
@@ -159,12 +170,17 @@ STAFF_OPERATIONS = [
 @pytest.fixture
 def objects(media, tmp_path):
     """One of everything the staff operations name, by the names their paths use."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
     from annotation.exports import export_snapshot_create
     from annotation.models import ImportJob
+    from tests.api_world import SUITE_ROWS
     from training.models import RewardModel, TrainingRun
+    from training.suites import evaluation_suite_create
 
     project = ProjectFactory()
     item = ItemFactory(project=project)
+    suite_upload = SimpleUploadedFile("suite.jsonl", SUITE_ROWS)
     return {
         "project": project.pk,
         "item": item.pk,
@@ -176,6 +192,7 @@ def objects(media, tmp_path):
         "model": RewardModel.objects.create(
             project=project, version=1, artifact_path=str(tmp_path / "model")
         ).pk,
+        "suite": evaluation_suite_create(project=project, upload=suite_upload, name="suite").pk,
     }
 
 
@@ -187,6 +204,11 @@ def _call(client, operation, objects):
     if body == "upload":
         row = b'{"id": "q", "prompt": "Q?", "answers": ["a", "b"], "ranking": [0, 1]}\n'
         return client.post(url, {"file": SimpleUploadedFile("rows.jsonl", row)}, format="multipart")
+    if body == "suite upload":
+        from tests.api_world import SUITE_ROWS
+
+        upload = SimpleUploadedFile("suite.jsonl", SUITE_ROWS)
+        return client.post(url, {"project": objects["project"], "file": upload}, format="multipart")
     if isinstance(body, dict):
         body = {
             key: int(value.format(**objects)) if value == "{project}" else value

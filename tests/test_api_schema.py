@@ -10,6 +10,7 @@ from schemathesis.checks import (
 )
 
 from annotation.models import Assignment, ImportJob, Project
+from tests.api_world import SUITE_ROWS
 from training.models import RewardModel, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +35,11 @@ def _request(schema, world, method, path, *, who="staff", path_ids=None, query=N
     response = case.call()
     case.validate_response(response, checks=CHECKS)
     return response
+
+
+def _suite(project: int, name: str) -> dict:
+    """An upload of an evaluation suite, as a multipart body."""
+    return {"project": project, "name": name, "file": SUITE_ROWS, "holds_back_promotion": True}
 
 
 def _lease(world) -> Assignment:
@@ -183,6 +189,42 @@ def _requests(world) -> list[tuple[str, str, dict, int]]:
         ("get", "/api/training/models/{id}/download/", {}, 200),
         ("post", "/api/training/models/{id}/activate/", {}, 200),
         ("post", "/api/training/models/{id}/activate/", {"path_ids": {"id": MISSING}}, 404),
+        ("get", "/api/training/suites/", {"query": {"project": project}}, 200),
+        ("get", "/api/training/suites/", {"query": {"project": 0}}, 400),
+        ("get", "/api/training/suites/{id}/", {}, 200),
+        ("get", "/api/training/suites/{id}/", {"path_ids": {"id": MISSING}}, 404),
+        (
+            "post",
+            "/api/training/suites/",
+            {"body": _suite(project, "rb"), "media": "multipart/form-data"},
+            201,
+        ),
+        (
+            "post",
+            "/api/training/suites/",
+            {"body": _suite(project, "rb"), "media": "multipart/form-data"},
+            409,
+        ),
+        (
+            "post",
+            "/api/training/suites/",
+            {
+                "body": {**_suite(project, "bad"), "file": b'{"prompt": "x", "chosen": 1}\n'},
+                "media": "multipart/form-data",
+            },
+            400,
+        ),
+        (
+            "post",
+            "/api/training/suites/",
+            {"body": _suite(MISSING, "rb"), "media": "multipart/form-data"},
+            400,
+        ),
+        ("patch", "/api/training/suites/{id}/", {"body": {"holds_back_promotion": True}}, 200),
+        ("patch", "/api/training/suites/{id}/", {"body": {"holds_back_promotion": "perhaps"}}, 400),
+        ("delete", "/api/training/suites/{id}/", {"who": "annotator"}, 403),
+        ("delete", "/api/training/suites/{id}/", {}, 204),
+        ("delete", "/api/training/suites/{id}/", {}, 404),  # gone now
         ("post", "/api/projects/{project_id}/score/", {"body": SCORE}, 200),
         ("post", "/api/projects/{project_id}/score/", {"body": {"conversation": [], "answers": ["a"]}}, 400),
         (
