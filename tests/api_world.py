@@ -75,7 +75,7 @@ def api_world(media, settings, tmp_path) -> ApiWorld:
     """A project with items, rankings, a lease, an import job, a snapshot, runs, an active tiny model and an
     evaluation suite."""
     settings.MODEL_ROOT = tmp_path / "models"
-    staff = UserFactory(is_staff=True, permissions=[*STAFF_PERMISSIONS, "training.view_evaluationsuite"])
+    staff = UserFactory(is_staff=True, permissions=STAFF_PERMISSIONS)
     annotator = UserFactory()
     project = ProjectFactory(flag_labels=["spam"])
     items = [ItemFactory(project=project, answers=3) for _ in range(3)]

@@ -46,6 +46,7 @@ STAFF_PERMISSIONS = (
     "training.change_trainingrun",  # cancel them
     "training.view_rewardmodel",  # list, download and score with them
     "training.change_rewardmodel",  # activate one
+    "training.view_evaluationsuite",  # list them over the API
     "training.add_evaluationsuite",  # upload evaluation suites
     "training.change_evaluationsuite",  # turn a suite's promotion rule on or off
     "training.delete_evaluationsuite",
