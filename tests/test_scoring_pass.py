@@ -4,8 +4,8 @@ import pytest
 
 from annotation.assignment import assignment_next, ranking_submit
 from annotation.models import Item
-from annotation.work_order import SATISFIED_PRIORITY
-from tests.factories import ItemFactory, ProjectFactory, UserFactory
+from annotation.work_order import DISPUTED_PRIORITY, SATISFIED_PRIORITY
+from tests.factories import ItemFactory, ProjectFactory, RankingFactory, UserFactory
 from tests.training_setup import learnable_items_create, tiny_base_model_save
 from training import scoring_pass as service
 from training.models import RewardModel, ScoringPass
@@ -115,3 +115,68 @@ def test_a_redelivered_pass_message_runs_nothing(versions):
     scoring_pass = scoring_pass_queue(project=project)
     assert scoring_pass_run(pass_id=scoring_pass.pk) is not None
     assert scoring_pass_run(pass_id=scoring_pass.pk) is None
+
+
+def test_a_new_version_disputes_complete_items_whose_consensus_it_confidently_rejects(versions, monkeypatch):
+    project, first, _ = versions
+    project.rankings_per_item, project.max_rankings_per_item = 2, 3
+    project.save()
+    people = [UserFactory(), UserFactory()]
+
+    def complete(*texts, extra_rankings=0, gold=False):
+        """An item whose two rankings agree: its answers in the order given, best first."""
+        item = ItemFactory(project=project, answers=list(texts))
+        answers = list(item.answers.order_by("position").values_list("pk", flat=True))
+        for person in people:
+            RankingFactory(item=item, annotator=person, order=[[a] for a in answers])
+        Item.objects.filter(pk=item.pk).update(
+            human_ranking_count=2 + extra_rankings,
+            extra_rankings=extra_rankings,
+            model_priority=SATISFIED_PRIORITY,
+            gold_order=[[a] for a in answers] if gold else None,
+        )
+        return item
+
+    rejected = complete("people's best", "middle", "the model's best")
+    agreed = complete("the model's best", "middle", "people's best")
+    at_the_limit = complete("people's best", "the model's best", extra_rankings=1)
+    golden = complete("people's best", "the model's best", gold=True)
+    waiting = ItemFactory(project=project, answers=["a", "b"])
+    real_scorer_for = service._scorer_for
+
+    def scorer_that_likes_one_answer(reward_model):
+        scorer = real_scorer_for(reward_model)
+        monkeypatch.setattr(
+            scorer,
+            "score_groups",
+            lambda groups: [
+                [5.0 if text == "the model's best" else 0.0 for text in texts] for _, texts in groups
+            ],
+        )
+        return scorer
+
+    monkeypatch.setattr(service, "_scorer_for", scorer_that_likes_one_answer)
+
+    scoring_pass = scoring_pass_run(pass_id=scoring_pass_queue(project=project).pk)
+
+    assert scoring_pass.status == ScoringPass.Status.SUCCEEDED
+    # Scored: the waiting item and the two complete items that could still take a ranking, not the
+    # others; needing rankings once it ended: the waiting item and the one it disputed.
+    assert (scoring_pass.items_needing, scoring_pass.items_scored, scoring_pass.items_disputed) == (2, 3, 1)
+    scored = set(Item.objects.filter(project=project, scored_version=1).values_list("pk", flat=True))
+    assert scored == {waiting.pk, rejected.pk, agreed.pk}
+    for item in (rejected, agreed, at_the_limit, golden):
+        item.refresh_from_db()
+    assert (rejected.extra_rankings, rejected.model_priority) == (1, DISPUTED_PRIORITY)
+    assert "the model prefers answer" in rejected.disputed_reason
+    assert (agreed.extra_rankings, agreed.disputed_reason, agreed.model_priority) == (
+        0,
+        "",
+        SATISFIED_PRIORITY,
+    )
+    assert (at_the_limit.extra_rankings, golden.extra_rankings) == (1, 0)
+    # The disputed item is what the `model` order hands a third person first.
+    assert assignment_next(annotator=UserFactory(), project=project).item_id == rejected.pk
+    # The same version does not dispute it again: its one more ranking is all it asks for.
+    again = scoring_pass_run(pass_id=scoring_pass_queue(project=project).pk)
+    assert (again.items_scored, again.items_disputed) == (0, 0)

@@ -242,6 +242,9 @@ class ScoringPass(models.Model):
     # the version already scored the rest), and the seconds the scoring itself took.
     items_needing = models.PositiveIntegerField(default=0)
     items_scored = models.PositiveIntegerField(default=0)
+    # Complete items this version disputed (it confidently prefers another answer than their consensus),
+    # which then want one more ranking (annotation.work_order).
+    items_disputed = models.PositiveIntegerField(default=0)
     seconds = models.FloatField(null=True, blank=True)
     # Spread of informativeness over the items needing rankings: min, quartiles, max.
     informativeness = models.JSONField(default=dict, blank=True)

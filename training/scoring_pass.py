@@ -14,6 +14,10 @@ those item fields, never training.
   version's own pass takes over.
 - Priorities are written only where the item still needs rankings and is not disputed, in the same
   UPDATE that checks it, so a ranking that just finished an item (its priority sunk) is never undone.
+- Where the project allows more rankings for disputed items (`max_rankings_per_item`), the version also
+  scores the complete items that could still take one, and disputes those whose consensus it confidently
+  disagrees with (`annotation.work_order.item_dispute_check`, under the item's row lock as a ranking's
+  own check runs): a new model can send finished items back to people, once per version, up to the limit.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from django.db.models import F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import Answer, Item, Project
+from annotation.work_order import item_dispute_check
 
 from .models import RewardModel, ScoringPass
 from .scoring import _scorer_for
@@ -47,6 +52,37 @@ def _needing_rankings(project: Project) -> QuerySet[Item]:
     return Item.objects.filter(
         project=project, human_ranking_count__lt=F("extra_rankings") + project.rankings_per_item
     )
+
+
+def _open_to_dispute(project: Project) -> QuerySet[Item]:
+    """Complete items (gold aside) that a dispute could still give one more ranking, within the limit."""
+    room = (project.max_rankings_per_item or 0) - project.rankings_per_item
+    if room <= 0:
+        return Item.objects.none()
+    return Item.objects.filter(
+        project=project,
+        gold_order__isnull=True,
+        human_ranking_count__gte=F("extra_rankings") + project.rankings_per_item,
+        extra_rankings__lt=room,
+    )
+
+
+def _unscored_by(items: QuerySet[Item], reward_model: RewardModel) -> QuerySet[Item]:
+    return items.filter(Q(scored_version__isnull=True) | ~Q(scored_version=reward_model.version))
+
+
+def _disputes_check(*, project: Project, reward_model: RewardModel, item_ids: list[int]) -> int | None:
+    """Dispute the complete items this version disagrees with; how many, or None once it is not active."""
+    disputed = 0
+    for chunk in _chunks(item_ids, CHUNK_ITEMS):
+        with transaction.atomic():
+            if not _still_active(reward_model.pk):
+                return None
+            for item_id in chunk:
+                # The lock a ranking's own check holds: one of the two sees the other's counts.
+                Item.objects.select_for_update().filter(pk=item_id).exists()
+                disputed += item_dispute_check(item_id=item_id, project=project)
+    return disputed
 
 
 def scoring_pass_queue(*, project: Project) -> ScoringPass | None:
@@ -196,14 +232,19 @@ def scoring_pass_run(*, pass_id: int) -> ScoringPass | None:
         scorer = _scorer_for(reward_model)
         needing = _needing_rankings(project)
         # A version that scored this project before scores again only what it has not seen.
-        todo = needing.filter(Q(scored_version__isnull=True) | ~Q(scored_version=reward_model.version))
-        item_ids = list(todo.order_by("id").values_list("id", flat=True))
+        item_ids = list(_unscored_by(needing, reward_model).order_by("id").values_list("id", flat=True))
+        complete_ids = list(
+            _unscored_by(_open_to_dispute(project), reward_model).order_by("id").values_list("id", flat=True)
+        )
         scored = 0
-        for chunk in _chunks(item_ids, CHUNK_ITEMS):
+        for chunk in _chunks(item_ids + complete_ids, CHUNK_ITEMS):
             if not _score_items(scorer=scorer, item_ids=list(chunk), reward_model=reward_model):
                 return _finish(scoring_pass, ScoringPass.Status.SUPERSEDED, items_scored=scored)
             scored += len(chunk)
         spread = _write_priorities(project=project, reward_model=reward_model)
+        disputed = _disputes_check(project=project, reward_model=reward_model, item_ids=complete_ids)
+        if disputed is None:
+            return _finish(scoring_pass, ScoringPass.Status.SUPERSEDED, items_scored=scored)
     except Exception as exc:
         log.exception("Scoring pass %s failed", pass_id)
         return _finish(scoring_pass, ScoringPass.Status.FAILED, error=str(exc)[:2000])
@@ -215,6 +256,7 @@ def scoring_pass_run(*, pass_id: int) -> ScoringPass | None:
         ScoringPass.Status.SUCCEEDED,
         items_needing=needing.count(),
         items_scored=scored,
+        items_disputed=disputed,
         seconds=round(time.perf_counter() - started, 3),
         informativeness=spread,
     )
