@@ -33,20 +33,20 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 # Every permission the API and the staff pages ask of staff, each for the actions named beside it.
 STAFF_PERMISSIONS = (
-    "annotation.view_project",  # every project, with its staff-only settings
+    "annotation.view_project",  # every project, with its staff-only settings; the staff home
     "annotation.add_project",
     "annotation.change_project",  # and importing into it
     "annotation.delete_project",
     "annotation.view_item",
     "annotation.view_importjob",
-    "annotation.view_ranking",  # exports and agreement figures
+    "annotation.view_ranking",  # exports and agreement figures; progress, data, disputes, annotators pages
     "annotation.view_exportsnapshot",
-    "training.view_trainingrun",
+    "training.view_trainingrun",  # and the training index and runs pages
     "training.add_trainingrun",  # start and retry runs
     "training.change_trainingrun",  # cancel them
-    "training.view_rewardmodel",  # list, download and score with them
+    "training.view_rewardmodel",  # list, download and score with them; versions, compare, loop pages
     "training.change_rewardmodel",  # activate one
-    "training.view_evaluationsuite",  # list them over the API
+    "training.view_evaluationsuite",  # list them over the API and on the suites page
     "training.add_evaluationsuite",  # upload evaluation suites
     "training.change_evaluationsuite",  # turn a suite's promotion rule on or off
     "training.delete_evaluationsuite",

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from annotation.assignment import assignment_next, ranking_submit
 from annotation.models import Item
-from tests.factories import ItemFactory, ProjectFactory, UserFactory
+from tests.factories import STAFF_PERMISSIONS, ItemFactory, ProjectFactory, UserFactory
 from training.models import RewardModel, ScoringPass, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,7 @@ def test_staff_see_a_disputed_item_with_its_answers_each_ranking_and_the_models_
     _rank(project, "ann", [0, 1, 2])
     _rank(project, "bob", [2, 1, 0])
     ItemFactory(project=project)  # not disputed: not listed
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(UserFactory(is_staff=True, permissions=STAFF_PERMISSIONS))
 
     page = client.get(f"/projects/{project.pk}/disputes/").content.decode()
 
@@ -71,7 +71,7 @@ def test_the_loop_page_shows_the_work_order_last_pass_spread_and_accuracy_agains
         informativeness={"min": 0.1, "q1": 0.4, "median": 0.6, "q3": 0.8, "max": 0.99},
         finished_at=timezone.now(),
     )
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(UserFactory(is_staff=True, permissions=STAFF_PERMISSIONS))
 
     page = client.get(f"/training/projects/{project.pk}/loop/").content.decode()
 
@@ -97,7 +97,7 @@ def test_a_model_project_serves_its_items_in_score_order_over_the_api(annotator_
 
 def test_the_progress_page_names_the_work_order_and_links_the_loop(client):
     project = ProjectFactory(work_order="model")
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(UserFactory(is_staff=True, permissions=STAFF_PERMISSIONS))
     page = client.get(f"/projects/{project.pk}/progress/").content.decode()
     assert "Model: most informative" in page
     assert f"/training/projects/{project.pk}/loop/" in page and f"/projects/{project.pk}/disputes/" in page

@@ -6,7 +6,7 @@ from django.test import Client
 from annotation.assignment import assignment_next, assignment_skip, ranking_submit
 from annotation.gold import gold_item_set
 from annotation.progress import annotator_progress, project_annotator_stats, project_item_status_counts
-from tests.factories import ItemFactory, ProjectFactory, UserFactory
+from tests.factories import STAFF_PERMISSIONS, ItemFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ def busy_project():
 
 def _staff_client() -> Client:
     client = Client()
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(UserFactory(is_staff=True, permissions=STAFF_PERMISSIONS))
     return client
 
 

@@ -29,8 +29,8 @@ def client_for(user):
     return client
 
 
-def test_staff_see_agreement_figures_with_names_behind_the_pseudonyms(project):
-    page = client_for(UserFactory(is_staff=True)).get(f"/projects/{project.pk}/data/")
+def test_staff_see_agreement_figures_with_names_behind_the_pseudonyms(project, staff):
+    page = client_for(staff).get(f"/projects/{project.pk}/data/")
     assert page.status_code == 200
     html = page.content.decode()
     assert re.search(r'id="mean-tau-b">1\.000<', html)
@@ -38,24 +38,24 @@ def test_staff_see_agreement_figures_with_names_behind_the_pseudonyms(project):
     assert "ada" in html and annotator_pseudonym(project.people[0].pk) in html
 
 
-def test_there_is_one_download_button_per_format_posting_to_the_export_api(project):
-    html = client_for(UserFactory(is_staff=True)).get(f"/projects/{project.pk}/data/").content.decode()
+def test_there_is_one_download_button_per_format_posting_to_the_export_api(project, staff):
+    html = client_for(staff).get(f"/projects/{project.pk}/data/").content.decode()
     assert f'action="/api/projects/{project.pk}/export/"' in html
     buttons = re.findall(r'<button type="submit" class="primary" name="format" value="([^"]+)"', html)
     assert buttons == FORMATS
     assert all(f'<option value="{c}">' in html for c in ["jsonl", "jsonl.gz", "parquet"])
 
 
-def test_snapshots_are_listed_with_download_links(project):
+def test_snapshots_are_listed_with_download_links(project, staff):
     snapshot = export_snapshot_create(project=project, format="pairs")
-    html = client_for(UserFactory(is_staff=True)).get(f"/projects/{project.pk}/data/").content.decode()
+    html = client_for(staff).get(f"/projects/{project.pk}/data/").content.decode()
     assert f'href="/api/snapshots/{snapshot.pk}/download/"' in html
     assert snapshot.sha256[:12] in html
 
 
-def test_each_snapshot_shows_its_file_type(project):
+def test_each_snapshot_shows_its_file_type(project, staff):
     export_snapshot_create(project=project, format="pairs", container="parquet")
-    html = client_for(UserFactory(is_staff=True)).get(f"/projects/{project.pk}/data/").content.decode()
+    html = client_for(staff).get(f"/projects/{project.pk}/data/").content.decode()
     table = html[html.index('id="snapshots"') :]
     assert ">File type</th>" in table
     assert re.search(r'<td title="Parquet">\.parquet</td>', table)
@@ -68,17 +68,17 @@ def test_annotators_are_refused_and_visitors_sent_to_log_in(project):
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
-def test_figures_are_kept_and_worked_out_again_only_when_the_data_changed(project):
+def test_figures_are_kept_and_worked_out_again_only_when_the_data_changed(project, staff):
     from annotation.models import AgreementFigures
 
-    staff = client_for(UserFactory(is_staff=True))
-    staff.get(f"/projects/{project.pk}/data/")
+    page = client_for(staff)
+    page.get(f"/projects/{project.pk}/data/")
     first = AgreementFigures.objects.get(project=project)
-    staff.get(f"/projects/{project.pk}/data/")
+    page.get(f"/projects/{project.pk}/data/")
     assert AgreementFigures.objects.get(project=project).computed_at == first.computed_at
     item = project.items.get()
     RankingFactory(item=item, order=[[a.pk] for a in item.answers.order_by("-position")])
-    html = staff.get(f"/projects/{project.pk}/data/").content.decode()
+    html = page.get(f"/projects/{project.pk}/data/").content.decode()
     assert AgreementFigures.objects.get(project=project).computed_at > first.computed_at
     assert re.search(r'id="agreement-items">1<', html) and 'id="mean-tau-b">1.000<' not in html
 

@@ -13,7 +13,7 @@ PASSWORD = "correct horse battery staple"
 
 
 def test_progress_bar_follows_a_running_run_and_the_page_shows_its_end(browser, live_server):
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory(is_staff=True, permissions=STAFF_PERMISSIONS)
     run = TrainingRun.objects.create(
         project=ProjectFactory(),
         trigger="api",

@@ -10,7 +10,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from annotation.models import Ranking, RankingRevision
 from annotation.revisions import ranking_revise
 from rewardlab.celery import app
-from tests.factories import ProjectFactory, RankingFactory, UserFactory
+from tests.factories import STAFF_PERMISSIONS, ProjectFactory, RankingFactory, UserFactory
 from tests.training_setup import learnable_rankings_create
 from training.models import TrainingRun
 from training.runs import rankings_new_since_last_success
@@ -134,7 +134,7 @@ def test_a_project_with_a_mistyped_training_argument_is_marked_and_the_projects_
     assert "Unknown training argument 'epoch'" in mark.error and mark.arguments == {"epoch": 3}
     assert f"project {bad.pk} not started" in caplog.text and "'epoch'" in caplog.text
     # Staff see the reason where they follow the project's runs.
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(UserFactory(is_staff=True, permissions=STAFF_PERMISSIONS))
     page = client.get(reverse("training:project-runs", args=[bad.pk])).content.decode()
     assert "Unknown training argument" in page
 

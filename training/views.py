@@ -1,4 +1,8 @@
-"""Staff pages for training runs and reward-model versions: thin views over the services and selectors."""
+"""Staff pages for training runs and reward-model versions: thin views over the services and selectors.
+
+Each page asks for the permission the API asks for the same data (training/api.py, api_suites.py); a part
+of a page that shows another kind of data is left out for those without that one's permission.
+"""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -27,8 +31,9 @@ RUNS_SHOWN = 50
 
 
 @staff_only
+@permission_required("training.view_trainingrun", raise_exception=True)
 def index(request):
-    """Every project with its latest run and its active version."""
+    """Every project with its latest run and its active version (the version with view_rewardmodel only)."""
     latest = TrainingRun.objects.filter(project=OuterRef("pk")).order_by("-created_at", "-id")
     active = RewardModel.objects.filter(project=OuterRef("pk"), is_active=True)
     projects = Project.objects.annotate(
@@ -41,8 +46,12 @@ def index(request):
 
 
 @staff_only
+@permission_required("training.view_trainingrun", raise_exception=True)
 def project_runs(request, project_id: int):
-    """A project's runs, the selected (or latest) run's live progress, loss curve and log tail."""
+    """A project's runs, the selected (or latest) run's live progress, loss curve and log tail.
+
+    The versions' accuracy chart and the version each run produced show only with view_rewardmodel.
+    """
     project = get_object_or_404(Project, pk=project_id)
     project_runs = training_runs_for_project(project=project)
     runs = list(project_runs[:RUNS_SHOWN])
@@ -58,7 +67,9 @@ def project_runs(request, project_id: int):
         "runs": runs,
         "selected": selected,
         "loss_svg": loss_chart(run=selected) if selected else "",
-        "accuracy_svg": accuracy_chart(project=project),
+        "accuracy_svg": accuracy_chart(project=project)
+        if request.user.has_perm("training.view_rewardmodel")
+        else "",
         "can_retry": selected is not None
         and selected.status in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED),
     }
@@ -66,6 +77,7 @@ def project_runs(request, project_id: int):
 
 
 @staff_only
+@permission_required("training.view_trainingrun", raise_exception=True)
 def run_progress(request, run_id: int):
     """JSON the runs page polls while a run is queued or running."""
     run = get_object_or_404(TrainingRun, pk=run_id)
@@ -130,8 +142,12 @@ def run_retry(request, run_id: int):
 
 
 @staff_only
+@permission_required("training.view_rewardmodel", raise_exception=True)
 def project_models(request, project_id: int):
-    """A project's model versions with their figures, per-suite accuracy, activation and download."""
+    """A project's model versions with their figures, per-suite accuracy, activation and download.
+
+    The per-suite tables show only with view_evaluationsuite (the suites API's figures ask it).
+    """
     project = get_object_or_404(Project, pk=project_id)
     versions = list(reward_models_for_project(project=project))
     table_versions = comparison.versions_for_tables(project=project)
@@ -140,7 +156,9 @@ def project_models(request, project_id: int):
         "reward_models": [(v, comparison.version_figures(v)) for v in versions],
         "accuracy_svg": comparison.accuracy_by_version_chart(project=project),
         "table_versions": table_versions,
-        "suite_tables": comparison.suite_tables(project=project, versions=table_versions),
+        "suite_tables": comparison.suite_tables(project=project, versions=table_versions)
+        if request.user.has_perm("training.view_evaluationsuite")
+        else [],
     }
     return render(request, "training/project_models.html", context)
 
@@ -157,8 +175,12 @@ def _version_chosen(request, name: str, versions: list[RewardModel], default: Re
 
 
 @staff_only
+@permission_required("training.view_rewardmodel", raise_exception=True)
 def versions_compare(request, project_id: int):
-    """Two versions side by side on every figure, with plots and the pairs whose order changed."""
+    """Two versions side by side on every figure, with plots and the pairs whose order changed.
+
+    The suites' section shows only with view_evaluationsuite, as on the versions page.
+    """
     project = get_object_or_404(Project, pk=project_id)
     versions = list(comparison.versions_of_project(project=project))
     if not versions:
@@ -178,6 +200,7 @@ def versions_compare(request, project_id: int):
 
 
 @staff_only
+@permission_required("training.view_evaluationsuite", raise_exception=True)
 def project_suites(request, project_id: int):
     """A project's evaluation suites: upload, the promotion rule of each, delete."""
     project = get_object_or_404(Project, pk=project_id)
@@ -258,8 +281,13 @@ def model_download(request, model_id: int):
 
 
 @staff_only
+@permission_required("training.view_rewardmodel", raise_exception=True)
 def project_loop(request, project_id: int):
-    """Model in the loop: the work order, the last scoring pass, informativeness, accuracy vs rankings."""
+    """Model in the loop: the work order, the last scoring pass, informativeness, accuracy vs rankings.
+
+    All of it is the versions' doing, so it asks view_rewardmodel; the link to the disputed items shows
+    only with annotation.view_ranking, which that page asks.
+    """
     project = get_object_or_404(Project, pk=project_id)
     items = project.items
     context = {
