@@ -265,3 +265,6 @@ def test_the_staff_home_links_only_to_pages_the_user_may_open(world):
     assert "Agreement (τ-b)" not in viewer and "Active model" not in viewer
     assert all(link in everything for link in (runs, progress, guidelines))
     assert "Agreement (τ-b)" in everything and "Active model" in everything
+    # The header's Training link too (every page's): only for those whom /training/ would not refuse.
+    training = f'href="{reverse("training:index")}"'
+    assert training not in viewer and training in everything

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('training', '0005_run_last_revision'),
+        ("training", "0005_run_last_revision"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='scoringpass',
-            name='items_disputed',
+            model_name="scoringpass",
+            name="items_disputed",
             field=models.PositiveIntegerField(default=0),
         ),
     ]
