@@ -67,6 +67,7 @@ def test_the_loop_page_shows_the_work_order_last_pass_spread_and_accuracy_agains
         status="succeeded",
         items_needing=40,
         items_scored=38,
+        items_disputed=3,
         seconds=1.5,
         informativeness={"min": 0.1, "q1": 0.4, "median": 0.6, "q3": 0.8, "max": 0.99},
         finished_at=timezone.now(),
@@ -77,6 +78,7 @@ def test_the_loop_page_shows_the_work_order_last_pass_spread_and_accuracy_agains
 
     assert "Model: most informative" in page and "up to 5 rankings" in page
     assert "<dd>v2</dd>" in page and "<dd>40</dd>" in page and "<dd>38</dd>" in page
+    assert '<dd id="items-disputed">3</dd>' in page
     assert "0.600" in page and "0.990" in page
     assert "<td>120</td><td>0.610</td>" in page and "<td>300</td><td>0.670</td>" in page
 
