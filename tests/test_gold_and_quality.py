@@ -36,7 +36,9 @@ def test_gold_items_come_at_the_projects_rate_over_many_leases(monkeypatch):
         ranking_submit(assignment_id=lease.pk, annotator=person, order=[[a] for a in lease.answer_order])
 
     ranked_gold = Ranking.objects.filter(annotator=person, item__in=gold_items).count()
-    assert 15 <= ranked_gold <= 50  # 10% of 300 is 30; a binomial's spread is about 5
+    # 10% of 300 is 30; a binomial's spread is about 5, and the draws are seeded: within 2.5 spreads.
+    # (A rate half as high again, 15%, would give about 45.)
+    assert 17 <= ranked_gold <= 43
     assert Ranking.objects.filter(annotator=person, item__in=ordinary).count() == 300 - ranked_gold
 
 
