@@ -75,25 +75,61 @@ def test_gold_items_stay_out_of_exports_and_training(media):
 def test_per_annotator_figures_on_a_worked_example(monkeypatch):
     monkeypatch.setattr(gold, "chance", random.Random(1))
     project = ProjectFactory(rankings_per_item=3, gold_rate=0.0)
-    _, careless, _ = careful_and_careless(project=project)
-    # careless skipped one lease of a further item
+    careful, careless, (other1, other2) = careful_and_careless(project=project)
+    # careless skipped one lease of a further item, which careful took 300 s over (a median, not a mean:
+    # careful's seconds are 30, 30, 30, 40, 40, 40 and 300, whose mean is 73)
     extra = ItemFactory(project=project, answers=["a", "b"])
+    RankingFactory(item=extra, annotator=careful, seconds_spent=300, order_changed=True)
     project.rankings_per_item = 4
     project.save()
     lease = assignment_next(annotator=careless, project=project)
     assert lease.item_id == extra.pk
     assignment_skip(assignment_id=lease.pk, annotator=careless)
+    # other1 and other2 ranked one more item in opposite orders: against the others (not themselves
+    # among them) each is reversed there.
+    split = ItemFactory(project=project, answers=["a", "b", "c"])
+    answers = list(split.answers.order_by("position").values_list("pk", flat=True))
+    for person, order in ((other1, answers), (other2, answers[::-1])):
+        RankingFactory(
+            item=split, annotator=person, order=[[a] for a in order], seconds_spent=35, order_changed=True
+        )
 
     figures = {f.username: f for f in annotator_figures(project=project)}
 
     good, bad = figures["careful"], figures["careless"]
-    assert (good.rankings, good.gold_items, good.gold_tau, good.shared_items) == (6, 3, 1.0, 3)
+    assert (good.rankings, good.gold_items, good.gold_tau, good.shared_items) == (7, 3, 1.0, 3)
     assert good.consensus_tau == 1.0  # the consensus of the two others and careless is the majority's order
-    assert good.median_seconds == 35 and good.untouched_share == 0.0 and not good.marked
+    assert good.median_seconds == 40 and good.untouched_share == 0.0 and not good.marked
+    for other in (figures["other1"], figures["other2"]):
+        assert (other.shared_items, other.consensus_tau) == (4, 0.5)  # (1 + 1 + 1 - 1) / 4
+        assert not other.marked
     assert (bad.gold_tau, bad.consensus_tau) == (-1.0, -1.0)
     assert bad.median_seconds == 1.5 and bad.untouched_share == 1.0
     assert bad.skip_rate == pytest.approx(1 / 7) and good.skip_rate == 0.0
     assert bad.marked and any("gold" in reason for reason in bad.reasons)
+
+
+def test_figures_over_fewer_than_three_items_mark_no_one():
+    project = ProjectFactory(gold_rate=0.0)
+    careful, careless, _ = careful_and_careless(project=project, gold_items=2, shared_items=0)
+    two = {f.username: f for f in annotator_figures(project=project)}["careless"]
+    # A third gold item, ranked as the first two were.
+    third = ItemFactory(project=project, answers=["a", "b", "c"])
+    answers = _gold(third)
+    as_before = [(careful, answers, 30, True), (careless, answers[::-1], 1, False)]
+    for person, order, seconds, changed in as_before:
+        RankingFactory(
+            item=third,
+            annotator=person,
+            order=[[a] for a in order],
+            seconds_spent=seconds,
+            order_changed=changed,
+        )
+    three = {f.username: f for f in annotator_figures(project=project)}["careless"]
+
+    assert (two.gold_items, two.gold_tau, two.untouched_share, two.median_seconds) == (2, -1.0, 1.0, 1)
+    assert not two.marked
+    assert three.marked and len(three.reasons) == 3  # gold, untouched and speed: nobody else shares items
 
 
 def test_excluding_an_annotator_leaves_their_rankings_out_until_it_is_taken_back(media):
