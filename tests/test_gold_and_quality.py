@@ -136,17 +136,22 @@ def test_excluding_an_annotator_leaves_their_rankings_out_until_it_is_taken_back
     project = ProjectFactory()
     item = ItemFactory(project=project)
     kept, dropped = RankingFactory(item=item), RankingFactory(item=item)
+    # The same person in another project, where nobody excluded them.
+    elsewhere = ProjectFactory()
+    RankingFactory(item=ItemFactory(project=elsewhere), annotator=dropped.annotator)
     first = execution._rankings_snapshot(project=project)
 
     annotator_exclude(project=project, annotator=dropped.annotator, by=None)
     annotator_exclude(project=project, annotator=dropped.annotator, by=None)  # twice is harmless
     while_excluded = execution._rankings_snapshot(project=project)
     rows = list(export_rows(project=project, format="rankings", filters=ExportFilters()))
+    rows_elsewhere = list(export_rows(project=elsewhere, format="rankings", filters=ExportFilters()))
     annotator_include(project=project, annotator=dropped.annotator)
     after = execution._rankings_snapshot(project=project)
 
     assert first.row_count == 2
     assert len(rows) == 1 and while_excluded.row_count == 1 and while_excluded.pk != first.pk
+    assert len(rows_elsewhere) == 1  # an exclusion is the project's own
     assert after.row_count == 2
     assert next(f for f in annotator_figures(project=project) if f.annotator_id == kept.annotator_id)
 
