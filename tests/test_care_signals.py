@@ -4,6 +4,7 @@ import pytest
 
 from annotation.assignment import assignment_next, ranking_submit
 from annotation.exports import ExportFilters, export_rows
+from annotation.models import Assignment
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -11,7 +12,10 @@ pytestmark = pytest.mark.django_db
 
 def _rank(project, person, reorder, **extra):
     assignment = assignment_next(annotator=person, project=project)
-    shown = list(assignment.answer_order)
+    # Shown last answer first (the shuffle may keep the answers' own order): "untouched" is measured
+    # against the order the page showed, which must not pass for the answers' own.
+    shown = sorted(assignment.answer_order, reverse=True)
+    Assignment.objects.filter(pk=assignment.pk).update(answer_order=shown)
     order = [[answer_id] for answer_id in reorder(shown)]
     ranking, _ = ranking_submit(assignment_id=assignment.pk, annotator=person, order=order, **extra)
     return ranking
