@@ -1,5 +1,6 @@
 """Undo: an annotator reopens a ranking within the project's window; the change replaces it everywhere."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,9 @@ from django.utils import timezone
 from annotation.assignment import assignment_next, ranking_submit
 from annotation.exports import ExportFilters, export_rows, export_source_fingerprint
 from annotation.models import Ranking, RankingRevision
+from annotation.progress import annotator_progress
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
+from training import execution
 
 pytestmark = pytest.mark.django_db
 
@@ -45,9 +48,13 @@ def test_my_rankings_lists_mine_with_the_window_and_the_page_links_to_change_it(
     assert f"?revise={ranking.pk}" in page
 
 
-def test_a_change_replaces_the_ranking_everywhere_and_keeps_the_old_one(world, annotator_client):
+def test_a_change_replaces_the_ranking_everywhere_and_keeps_the_old_one(
+    world, annotator_client, annotator, media, settings
+):
+    settings.PROJECT_PROGRESS_CACHE_SECONDS = 0
     project, ranking, shown = world
     before = export_source_fingerprint(project=project)
+    trained_before = execution._rankings_snapshot(project=project)
     reopened = annotator_client.get(f"/api/rankings/{ranking.pk}/reopen/").json()
     new_order = [[a] for a in reversed(shown)]
 
@@ -66,8 +73,19 @@ def test_a_change_replaces_the_ranking_everywhere_and_keeps_the_old_one(world, a
     assert old.order == [[a] for a in shown] and old.order_changed is False
     rows = list(export_rows(project=project, format="rankings", filters=ExportFilters()))
     assert [r["ranking"] for r in rows] == [new_order] and rows[0]["comment"] == "second thoughts"
-    assert Ranking.objects.filter(item__project=project).count() == 1  # counters and consensus: one ranking
+    assert Ranking.objects.filter(item__project=project).count() == 1
+    ranking.item.refresh_from_db()
+    assert ranking.item.human_ranking_count == 1  # the counters: still one ranking of the item
+    progress = annotator_progress(annotator=annotator, project=project)
+    assert (progress["mine_total"], progress["project_done"]) == (1, 1)
+    consensus = list(export_rows(project=project, format="consensus", filters=ExportFilters()))
+    assert [(r["ranking"], r["n_annotators"]) for r in consensus] == [(new_order, 1)]
     assert export_source_fingerprint(project=project) != before  # snapshots and figures are made again
+    # The next training run takes a new snapshot, with the new version only.
+    trained_after = execution._rankings_snapshot(project=project)
+    with trained_after.file.open("rb") as lines:
+        assert [json.loads(line)["ranking"] for line in lines] == [new_order]
+    assert trained_after.pk != trained_before.pk and trained_after.row_count == 1
 
 
 def test_a_ranking_past_the_window_or_of_someone_else_cannot_be_changed(world, annotator_client):
