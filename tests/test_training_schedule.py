@@ -100,6 +100,9 @@ def test_schedule_counts_rankings_changed_since_the_last_successful_run_once_eac
     assert check() == []
     _revise(third)
     assert rankings_new_since_last_success(project=project) == 2
+    added = RankingFactory(item__project=project)
+    _revise(added)  # new since the run and changed since: one new ranking
+    assert rankings_new_since_last_success(project=project) == 3
     assert len(check()) == 1
 
 
