@@ -47,6 +47,9 @@ def queued_run(project, **arguments):
 
 
 def test_first_model_activates_and_a_worse_one_waits_for_staff(roots, project):
+    # One ranking changed before the run (to the same order: the data stays learnable); the run covers it.
+    before = Ranking.objects.filter(item__project=project).last()
+    ranking_revise(ranking_id=before.pk, annotator=before.annotator, order=before.order)
     run = training_run_execute(run_id=queued_run(project).pk, worker_hostname="test")
 
     run.refresh_from_db()
@@ -64,7 +67,9 @@ def test_first_model_activates_and_a_worse_one_waits_for_staff(roots, project):
     run_files = roots / "models" / f"project-{project.pk}" / f"run-{run.pk}"
     assert (run_files / "model" / "config.json").exists()
     assert not (run_files / "data").exists()  # the split of the kept snapshot, not needed any more
-    # The schedule counts from what this run covered: a ranking changed since counts as new.
+    # The schedule counts from what this run covered: a ranking changed since counts as new, not one
+    # changed before.
+    assert run.last_revision_id == before.revisions.get().pk
     assert rankings_new_since_last_success(project=project) == 0
     changed = Ranking.objects.filter(item__project=project).first()
     ranking_revise(ranking_id=changed.pk, annotator=changed.annotator, order=changed.order[::-1])
