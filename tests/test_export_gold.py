@@ -8,7 +8,14 @@ from django.apps import apps as django_apps
 from django.core.management import call_command
 
 from annotation import gold
-from annotation.exports import ExportFilters, export_rows, export_snapshot_create, export_snapshot_latest
+from annotation.exports import (
+    ExportFilters,
+    ExportProgress,
+    export_item_count,
+    export_rows,
+    export_snapshot_create,
+    export_snapshot_latest,
+)
 from annotation.models import ExportSnapshot
 from tests.factories import ItemFactory, ProjectFactory, RankingFactory, UserFactory
 
@@ -79,6 +86,20 @@ def test_with_include_gold_pairs_and_consensus_take_the_people_not_the_known_ran
     gold_pairs = [row for row in pairs if row["item_id"] == project.gold.pk]
     assert len(gold_pairs) == 2 and all(row["chosen"] == best for row in gold_pairs)  # first, then a tie
     assert len(list(export_rows(project=project, format="oasst", filters=filters))) == 2
+
+
+def test_the_progress_total_is_the_items_the_export_walks_through(project):
+    """export_data's progress bar ends at its total: the gold items count only when they are exported."""
+    walked = {}
+    for include_gold in (False, True):
+        progress = ExportProgress()
+        filters = ExportFilters(include_gold=include_gold)
+        list(export_rows(project=project, format="rankings", filters=filters, progress=progress))
+        walked[include_gold] = progress.items_read
+
+    assert walked == {False: 1, True: 2}
+    assert export_item_count(project=project) == walked[False]
+    assert export_item_count(project=project, filters=ExportFilters(include_gold=True)) == walked[True]
 
 
 def test_the_filter_parses_like_the_other_booleans():

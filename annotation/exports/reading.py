@@ -154,9 +154,13 @@ def _decode_all(texts: list[str]) -> list:
     return json.loads("[" + ",".join(texts) + "]") if texts else []
 
 
-def export_item_count(*, project: Project) -> int:
-    """How many items an export of the project walks through (for progress bars)."""
-    return Item.objects.filter(project=project).count()
+def export_item_count(*, project: Project, filters: ExportFilters | None = None) -> int:
+    """How many items an export of the project walks through (for progress bars): gold items only with
+    `include_gold`, as `export_items` reads them."""
+    items = Item.objects.filter(project=project)
+    if not (filters and filters.include_gold):
+        items = items.filter(gold_order__isnull=True)
+    return items.count()
 
 
 @dataclass

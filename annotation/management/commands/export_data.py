@@ -65,7 +65,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         bar = tqdm(
-            total=export_item_count(project=project),
+            total=export_item_count(project=project, filters=filters),
             unit=" items",
             file=sys.stderr,
             disable=True if options["no_progress"] else None,
