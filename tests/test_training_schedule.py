@@ -7,6 +7,8 @@ from django.db.models import Max
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from annotation.annotator_quality import annotator_exclude
+from annotation.gold import gold_item_set
 from annotation.models import Ranking, RankingRevision
 from annotation.revisions import ranking_revise
 from rewardlab.celery import app
@@ -71,6 +73,19 @@ def test_schedule_counts_only_rankings_newer_than_the_last_successful_run():
 
     assert check() == []
     learnable_rankings_create(project=project, count=3, seed=1)
+    assert len(check()) == 1
+
+
+def test_schedule_leaves_out_rankings_training_never_reads_gold_items_and_excluded_annotators():
+    project = ProjectFactory(retrain_min_new_rankings=2)
+    golden, other = learnable_rankings_create(project=project, count=2)
+    gold_item_set(item=golden, order=golden.rankings.get().order)
+    assert rankings_new_since_last_success(project=project) == 1
+    annotator_exclude(project=project, annotator=other.rankings.get().annotator, by=None)
+    assert rankings_new_since_last_success(project=project) == 0
+    assert check() == []
+    learnable_rankings_create(project=project, count=2, seed=1)  # another annotator's
+    assert rankings_new_since_last_success(project=project) == 2
     assert len(check()) == 1
 
 

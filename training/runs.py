@@ -20,7 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation.models import Project, Ranking, RankingRevision
+from annotation.models import AnnotatorExclusion, Project, Ranking, RankingRevision
 from annotation.projects import TRAINING_ARGUMENTS, training_arguments_validate
 from common.errors import Conflict, DomainError, Unavailable
 
@@ -223,6 +223,7 @@ def rankings_new_since_last_success(*, project: Project) -> int:
 
     A ranking its annotator changed since (annotation.revisions) keeps its id, and counts once however
     often it changed. Runs from before revisions were recorded count every revised ranking once more.
+    Rankings training never reads do not count: those of gold items, and of annotators left out.
     """
     last = (
         TrainingRun.objects.filter(project=project, status=TrainingRun.Status.SUCCEEDED)
@@ -231,11 +232,14 @@ def rankings_new_since_last_success(*, project: Project) -> int:
         .values_list("last_ranking_id", "last_revision_id")
         .first()
     )
-    rankings = Ranking.objects.filter(item__project=project)
+    excluded = AnnotatorExclusion.objects.filter(project=project).values("annotator_id")
+    rankings = Ranking.objects.filter(item__project=project, item__gold_order__isnull=True).exclude(
+        annotator_id__in=excluded
+    )
     if last is None:
         return rankings.count()
     last_ranking_id, last_revision_id = last
-    revised = RankingRevision.objects.filter(ranking__item__project=project, ranking_id__lte=last_ranking_id)
+    revised = RankingRevision.objects.filter(ranking__in=rankings, ranking_id__lte=last_ranking_id)
     if last_revision_id is not None:
         revised = revised.filter(pk__gt=last_revision_id)
     return rankings.filter(pk__gt=last_ranking_id).count() + revised.values("ranking_id").distinct().count()
