@@ -1,6 +1,7 @@
 """Guards of the server-rendered pages both apps serve, and the page a locked-out sign-in gets."""
 
 import functools
+import ipaddress
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -44,3 +45,24 @@ def login_locked_out(request, original_response=None, credentials=None) -> HttpR
         "minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
     }
     return render(request, "registration/locked_out.html", context, status=429)
+
+
+def client_address(request) -> str | None:
+    """The address a request came from, for the sign-in throttle (django-axes).
+
+    REMOTE_ADDR, unless the site runs behind TRUSTED_PROXY_COUNT proxies of its own: each appends the
+    address it received from to X-Forwarded-For, so the client is that many entries from the right. A
+    client can write entries to the left, never those; a header with fewer entries, or an entry that is
+    not an address, leaves REMOTE_ADDR.
+    """
+    remote = request.META.get("REMOTE_ADDR")
+    count = settings.TRUSTED_PROXY_COUNT
+    if count <= 0:
+        return remote
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    if len(hops) < count:
+        return remote
+    try:
+        return str(ipaddress.ip_address(hops[-count]))
+    except ValueError:
+        return remote

@@ -157,6 +157,10 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "common.pages.login_locked_out"
+# Proxies of this site's own in front of the web process (a load balancer, nginx): with N, the client's
+# address is the Nth from the right of X-Forwarded-For instead of the last proxy's (common.pages).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "common.pages.client_address"
 
 # Mail, for password reset only: without EMAIL_HOST (or another EMAIL_BACKEND) the reset pages are not
 # there, since the form would say "sent" while the send fails and is only logged.

@@ -44,6 +44,35 @@ def test_the_lockout_is_for_that_username_and_address_only(settings):
     assert _sign_in(Client(), user, PASSWORD, address="10.0.0.2").status_code == 302  # another address
 
 
+def test_behind_trusted_proxies_the_lockout_is_per_client_address_and_the_client_cannot_choose_it(settings):
+    user = UserFactory()
+    proxy = "172.18.0.5"  # what the web process sees behind one proxy: every client alike
+
+    def through_the_proxy(client_address, password, forwarded_before=""):
+        forwarded = f"{forwarded_before}, {client_address}" if forwarded_before else client_address
+        return Client().post(
+            LOGIN,
+            {"username": user.username, "password": password},
+            REMOTE_ADDR=proxy,
+            HTTP_X_FORWARDED_FOR=forwarded,
+        )
+
+    settings.TRUSTED_PROXY_COUNT = 1
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        # The attacker also writes addresses of their own to the left: they are not taken.
+        through_the_proxy("203.0.113.9", f"guess {n}", forwarded_before=f"198.51.100.{n}")
+
+    assert through_the_proxy("203.0.113.9", PASSWORD).status_code == 429
+    assert through_the_proxy("203.0.113.9", PASSWORD, forwarded_before="198.51.100.77").status_code == 429
+    assert through_the_proxy("192.0.2.44", PASSWORD).status_code == 302  # the real user elsewhere
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"203.0.113.9"}
+
+    # Without the setting the header is not trusted: everyone behind the proxy is the proxy.
+    settings.TRUSTED_PROXY_COUNT = 0
+    assert through_the_proxy("192.0.2.45", "wrong").status_code == 200
+    assert AccessAttempt.objects.filter(ip_address=proxy).exists()
+
+
 def test_the_lockout_ends_after_its_time(settings):
     user = UserFactory()
     for n in range(settings.AXES_FAILURE_LIMIT):
