@@ -13,7 +13,7 @@ from tests.conftest import files_under
 from tests.factories import ProjectFactory, RankingFactory, UserFactory
 from training.model_files import project_model_directory
 from training.models import RewardModel, TrainingRun
-from training.runs import ProjectTraining, run_directory
+from training.runs import ProjectGone, ProjectTraining, run_directory, training_run_create
 
 pytestmark = pytest.mark.django_db(transaction=True)  # real commits and rollbacks
 
@@ -240,3 +240,14 @@ def test_a_project_with_an_unfinished_run_is_not_deleted_by_the_service_the_api_
     )
     assert staff_client.delete(f"/api/projects/{project.pk}/").status_code == 204
     assert files_under(roots) == []
+
+
+def test_a_run_asked_for_as_its_project_is_deleted_is_refused_as_gone_not_a_server_error():
+    project = ProjectFactory()
+    project_delete(project=Project.objects.get(pk=project.pk))  # another request, first to commit
+
+    # This request still holds the project it read before: the run's insert fails on the missing row.
+    with pytest.raises(ProjectGone, match="was deleted; no run was started"):
+        training_run_create(project=project, trigger=TrainingRun.Trigger.API)
+
+    assert not TrainingRun.objects.exists()

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from annotation.models import AnnotatorExclusion, Project, Ranking, RankingRevision
 from annotation.projects import TRAINING_ARGUMENTS, training_arguments_validate
-from common.errors import Conflict, DomainError, Unavailable
+from common.errors import Conflict, DomainError, NotFound, Unavailable
 
 from .models import RewardModel, TrainingRun
 from .runner import kill_processes_with_argument
@@ -52,6 +52,10 @@ class TrainingError(DomainError):
 
 class TrainingRunFinished(TrainingError, Conflict):
     """The run has ended (or not failed), so it cannot be cancelled (or retried)."""
+
+
+class ProjectGone(TrainingError, NotFound):
+    """The project was deleted while a run for it was being created."""
 
 
 class ProjectTraining(TrainingError, Conflict):
@@ -127,6 +131,9 @@ def training_run_create(
             transaction.on_commit(partial(_training_run_enqueue, run_id=run.pk))
     except IntegrityError as exc:
         # Another request created a run between the check and the insert: the constraint refused this one.
+        # Or the project was deleted meanwhile (its row lock held the insert until then).
+        if not Project.objects.filter(pk=project.pk).exists():
+            raise ProjectGone(f"Project “{project}” was deleted; no run was started.") from exc
         active = TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE_STATUSES).first()
         if active is None:
             raise
