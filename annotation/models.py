@@ -301,6 +301,8 @@ class Ranking(models.Model):
     # untouched order is often a careless one); empty for imported rankings and empty "none acceptable".
     order_changed = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # When its annotator last changed it (annotation.revisions); empty while never changed.
+    changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -153,7 +153,16 @@ def ranking_revise(
         ranking.comment = comment
         ranking.seconds_spent = (ranking.seconds_spent or 0) + seconds if seconds is not None else None
         ranking.order_changed = _order_changed(groups, shown)
+        ranking.changed_at = now
         ranking.save(
-            update_fields=["order", "not_rankable", "flags", "comment", "seconds_spent", "order_changed"]
+            update_fields=[
+                "order",
+                "not_rankable",
+                "flags",
+                "comment",
+                "seconds_spent",
+                "order_changed",
+                "changed_at",
+            ]
         )
     return ranking

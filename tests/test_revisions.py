@@ -4,12 +4,15 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from annotation.assignment import assignment_next, ranking_submit
-from annotation.exports import ExportFilters, export_rows, export_source_fingerprint
-from annotation.models import Ranking, RankingRevision
+from annotation.exports import ExportError, ExportFilters, export_rows, export_source_fingerprint
+from annotation.exports.reading import annotator_pseudonym
+from annotation.models import ExportSnapshot, Ranking, RankingRevision
 from annotation.progress import annotator_progress
+from annotation.revisions import ranking_revise
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
 from training import execution
 
@@ -110,3 +113,77 @@ def test_a_project_with_no_window_allows_no_changes(world, annotator_client):
     response = annotator_client.get(f"/api/rankings/{ranking.pk}/reopen/")
 
     assert response.status_code == 409 and "does not allow" in response.json()["detail"]
+
+
+def test_changed_since_brings_the_rankings_changed_after_a_moment_which_since_leaves_out(
+    world, annotator, capsys
+):
+    project, ranking, shown = world
+    other, _ = _ranked(project, UserFactory())
+    two_hours_ago = timezone.now() - timedelta(hours=2)
+    Ranking.objects.filter(pk__in=[ranking.pk, other.pk]).update(created_at=two_hours_ago)
+    moment = timezone.now() - timedelta(hours=1)  # the last incremental download
+    new_order = [[a] for a in reversed(shown)]
+
+    ranking_revise(ranking_id=ranking.pk, annotator=annotator, order=new_order)
+
+    def exported(**filters):
+        return [
+            (row["annotator"], row["ranking"])
+            for row in export_rows(project=project, format="rankings", filters=ExportFilters(**filters))
+        ]
+
+    ranking.refresh_from_db()
+    assert ranking.changed_at >= moment and ranking.created_at < moment
+    assert exported(since=moment) == []  # by creation: the change is missed
+    assert exported(changed_since=moment) == [(annotator_pseudonym(annotator.pk), new_order)]
+    assert len(exported()) == 2
+    capsys.readouterr()
+    call_command(
+        "export_data", "--project", project.name, "--format", "rankings", "-o", "-",
+        "--changed-since", moment.isoformat(), "--no-progress",
+    )  # fmt: skip
+    assert [json.loads(line)["ranking"] for line in capsys.readouterr().out.splitlines()] == [new_order]
+    assert ExportFilters.from_mapping({"changed_since": "2026-01-31"}).changed_since.year == 2026
+    with pytest.raises(ExportError, match="changed_since must be a date"):
+        ExportFilters.from_mapping({"changed_since": "yesterday"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_dates_rankings_changed_before_it_and_gives_snapshots_changed_since():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("annotation", "0016_export_filters_include_gold")]
+    after = [("annotation", "0017_ranking_changed_at")]
+    filters_at_0016 = {k: v for k, v in ExportFilters().as_dict().items() if k != "changed_since"}
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate(before)
+        old = executor.loader.project_state(before).apps
+        item = ItemFactory(project=ProjectFactory())
+        person = UserFactory()
+        Ranking_ = old.get_model("annotation", "Ranking")
+        changed = Ranking_.objects.create(item_id=item.pk, annotator_id=person.pk, source="human", order=[])
+        untouched = Ranking_.objects.create(item_id=item.pk, annotator_id=UserFactory().pk, source="human")
+        revisions = old.get_model("annotation", "RankingRevision").objects
+        for days in (3, 1):
+            revision = revisions.create(ranking_id=changed.pk, ranked_at=timezone.now())
+            revisions.filter(pk=revision.pk).update(replaced_at=timezone.now() - timedelta(days=days))
+        old.get_model("annotation", "ExportSnapshot").objects.create(
+            project_id=item.project_id, format="rankings", file="a.jsonl", sha256="0", filters=filters_at_0016
+        )
+
+        executor.loader.build_graph()
+        executor.migrate(after)
+
+        newest = RankingRevision.objects.filter(ranking_id=changed.pk).order_by("-replaced_at").first()
+        assert Ranking.objects.get(pk=changed.pk).changed_at == newest.replaced_at
+        assert Ranking.objects.get(pk=untouched.pk).changed_at is None
+        assert ExportSnapshot.objects.get().filters == ExportFilters().as_dict()
+        executor.loader.build_graph()
+        executor.migrate(before)
+        assert old.get_model("annotation", "ExportSnapshot").objects.get().filters == filters_at_0016
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())

@@ -50,6 +50,12 @@ FILTER_PARAMETERS = [
         "since", OpenApiTypes.DATETIME, description="Rankings created at or after (date or ISO)."
     ),
     OpenApiParameter("until", OpenApiTypes.DATETIME, description="Rankings created before (date or ISO)."),
+    OpenApiParameter(
+        "changed_since",
+        OpenApiTypes.DATETIME,
+        description="Rankings created or changed by their annotator at or after (date or ISO): an "
+        "incremental download that also brings the rankings changed since.",
+    ),
     OpenApiParameter("min_annotators", int, description="Skip items with fewer rankings (default 1)."),
     OpenApiParameter("include_imported", bool, description="Take imported rankings too."),
     OpenApiParameter("exclude_not_rankable", bool, description="Leave out rankings marked not rankable."),

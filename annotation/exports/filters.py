@@ -37,6 +37,9 @@ class ExportFilters:
     # rankings too, as any item's (their known ranking is not written). Last, so that the snapshots stored
     # before it came, given it by migration 0016, keep their key order (SQLite compares JSON as text).
     include_gold: bool = False
+    # Rankings created or changed by their annotator at or after this moment: an incremental download by
+    # time, which `since` (creation only) would not give the rankings changed since. Last, as above.
+    changed_since: datetime | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object] | None) -> "ExportFilters":
@@ -47,7 +50,7 @@ class ExportFilters:
         if unknown:
             raise ExportError(f"Unknown filter(s): {', '.join(unknown)}.")
         parsed: dict[str, object] = {}
-        for name in ("since", "until"):
+        for name in ("since", "until", "changed_since"):
             if values.get(name) not in (None, ""):
                 parsed[name] = _parse_moment(name, values[name])
         if values.get("min_annotators") not in (None, ""):
@@ -69,7 +72,7 @@ class ExportFilters:
     def as_dict(self) -> dict[str, object]:
         """Every filter, JSON-ready; two equal filter sets give equal dicts (snapshots compare them)."""
         data = asdict(self)
-        for name in ("since", "until"):
+        for name in ("since", "until", "changed_since"):
             if data[name] is not None:
                 data[name] = data[name].isoformat()
         return data

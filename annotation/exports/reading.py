@@ -63,6 +63,9 @@ def export_items(
     if filters.until:
         conditions.append("created_at < %s")
         params.append(filters.until)
+    if filters.changed_since:
+        conditions.append("(created_at >= %s OR changed_at >= %s)")
+        params.extend([filters.changed_since, filters.changed_since])
     if not filters.include_imported:
         conditions.append("source = %s")
         params.append(Ranking.Source.HUMAN.value)

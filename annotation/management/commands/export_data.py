@@ -32,6 +32,10 @@ class Command(BaseCommand):
         parser.add_argument("--container", choices=CONTAINERS, help="Instead of the one the name implies.")
         parser.add_argument("--since", help="Only rankings created at or after this date / date-time.")
         parser.add_argument("--until", help="Only rankings created before this date / date-time.")
+        parser.add_argument(
+            "--changed-since",
+            help="Only rankings created or changed by their annotator at or after this date / date-time.",
+        )
         parser.add_argument("--min-annotators", type=int, default=1, help="Skip items with fewer rankings.")
         parser.add_argument("--exclude-imported", action="store_true", help="Leave imported rankings out.")
         parser.add_argument("--exclude-not-rankable", action="store_true")
@@ -53,6 +57,7 @@ class Command(BaseCommand):
                 {
                     "since": options["since"],
                     "until": options["until"],
+                    "changed_since": options["changed_since"],
                     "min_annotators": options["min_annotators"],
                     "include_imported": not options["exclude_imported"],
                     "exclude_not_rankable": options["exclude_not_rankable"],
