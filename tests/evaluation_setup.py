@@ -8,14 +8,15 @@ from tests.training_setup import BAD, FILLER, GOOD, answer_text
 
 
 def suite_rows(*, count: int = 12, seed: int = 7, reverse: str = "") -> list[dict]:
-    """Pairs with a `subset`, "good-vs-bad" or "good-vs-neutral"; the subset named `reverse` turned round."""
+    """Pairs with a `subset`, "good-vs-bad" or "good-vs-neutral"; the subset named `reverse` (or "all")
+    turned round."""
     rng = random.Random(seed)
     rows = []
     for n in range(count):
         subset = "good-vs-bad" if n % 2 == 0 else "good-vs-neutral"
         chosen = answer_text(rng, GOOD)
         rejected = answer_text(rng, BAD if subset == "good-vs-bad" else FILLER)
-        if subset == reverse:
+        if reverse in (subset, "all"):
             chosen, rejected = rejected, chosen
         prompt = " ".join(rng.choice(FILLER) for _ in range(4)) + f" suite {n}?"
         rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "subset": subset})

@@ -75,11 +75,14 @@ def test_a_run_stores_every_figure_and_each_suites_accuracy_per_subset(roots, ti
 
 def test_a_version_better_on_the_split_is_held_back_by_a_suite_it_is_worse_on(roots, tiny_base):
     project = ProjectFactory(training_arguments={**TINY_ARGUMENTS, "base_model": str(tiny_base)})
-    learnable_rankings_create(project=project, count=32)
-    # A suite that prefers the answers the project's annotators put last: learning the project loses on it.
-    suite = suite_upload(
-        project, "contrarian", suite_rows(count=24, reverse="good-vs-bad"), holds_back_promotion=True
-    )
+    # 64 items, so that the split holds some 16 of them: over the 3 that 32 could give, the untrained
+    # model scored 0.89 by chance and the trained one 0.78, which this test is not about.
+    learnable_rankings_create(project=project, count=64)
+    # A suite that prefers the answers the project's annotators put last, in both its subsets: learning the
+    # project brings it near 0, below any model that has not learnt it. (With one subset turned round, a
+    # model that learnt the project scores 0.5 there, and the untrained one scored 0.21 in one CI run.)
+    rows = suite_rows(count=24, reverse="all")
+    suite = suite_upload(project, "contrarian", rows, holds_back_promotion=True)
     untrained = run_now(project, lr=0.0, epochs=1).reward_model  # the random base model, active as the first
     assert untrained.is_active
 
