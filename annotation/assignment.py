@@ -30,7 +30,7 @@ from django.utils import timezone
 from common.errors import Conflict, DomainError, Invalid, NotFound
 
 from .calibration import calibration_item_pick
-from .candidates import CANDIDATE_COLUMNS, NOT_SEEN_BY_ANNOTATOR
+from .candidates import CANDIDATE_COLUMNS, NOT_SEEN_BY_ANNOTATOR, not_seen_params
 from .gold import gold_item_pick
 from .item_html import item_html_store
 from .locks import ANNOTATOR_NEXT, advisory_xact_lock
@@ -128,7 +128,6 @@ def free_item_query(
     # NOT EXISTS and the subquery through the ORM cost several times more CPU than PostgreSQL spends
     # running it. The plan (`tests/test_assignment.py`, `benchmarks/assignment_load.py`) is one range
     # scan of `item_project_need_idx` in index order that stops at the first row that fits.
-    expired, human = Assignment.Status.EXPIRED.value, Ranking.Source.HUMAN.value
     # At most one assignment per item and person (a unique constraint), and NOT EXISTS below rules out
     # all but an expired one: the subquery in SELECT finds the lapsed lease to reopen, by that index.
     only_item = "" if item_id is None else "AND candidate.id = %s"
@@ -148,7 +147,7 @@ def free_item_query(
          {locking[lock] if connection.vendor == "postgresql" else ""}
     """
     wanted = project.rankings_per_item
-    params = [annotator.pk, project.pk, wanted, wanted, annotator.pk, expired, annotator.pk, human]
+    params = [annotator.pk, project.pk, wanted, wanted, *not_seen_params(annotator.pk)]
     return sql, [*params, *([] if item_id is None else [item_id]), *bound_params]
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 
-from .candidates import CANDIDATE_COLUMNS, NOT_SEEN_BY_ANNOTATOR
-from .models import Assignment, Item, Project, Ranking
+from .candidates import CANDIDATE_COLUMNS, NOT_SEEN_BY_ANNOTATOR, not_seen_params
+from .models import Item, Project
 
 
 def calibration_item_pick(*, annotator: AbstractBaseUser, project: Project) -> tuple | None:
@@ -27,7 +27,6 @@ def calibration_item_pick(*, annotator: AbstractBaseUser, project: Project) -> t
             [project.pk, project.calibration_items - 1],
         )
         last = cursor.fetchone()
-    expired, human = Assignment.Status.EXPIRED.value, Ranking.Source.HUMAN.value
     bound = "" if last is None else "AND candidate.id <= %s"
     locking = "FOR UPDATE OF candidate SKIP LOCKED" if connection.vendor == "postgresql" else ""
     sql = f"""
@@ -41,7 +40,7 @@ def calibration_item_pick(*, annotator: AbstractBaseUser, project: Project) -> t
          {locking}
     """
     params = [annotator.pk, project.pk, *([last[0]] if last else []), project.rankings_per_item]
-    params += [annotator.pk, expired, annotator.pk, human]
+    params += not_seen_params(annotator.pk)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()

@@ -1,7 +1,7 @@
 """The SQL every way of choosing an annotator's next item shares: both orders, gold and calibration.
 
-`CANDIDATE_COLUMNS` takes one parameter (the annotator's id); `NOT_SEEN_BY_ANNOTATOR` takes four (the
-annotator's id, the expired status, the annotator's id, the human source), in that order.
+`CANDIDATE_COLUMNS` takes one parameter (the annotator's id); `NOT_SEEN_BY_ANNOTATOR` takes the four
+`not_seen_params` gives.
 """
 
 from .models import Assignment, Ranking
@@ -18,3 +18,8 @@ NOT_SEEN_BY_ANNOTATOR = f"""NOT EXISTS (SELECT 1 FROM {Assignment._meta.db_table
            AND NOT EXISTS (SELECT 1 FROM {Ranking._meta.db_table} ranked
                             WHERE ranked.item_id = candidate.id AND ranked.annotator_id = %s
                               AND ranked.source = %s)"""
+
+
+def not_seen_params(annotator_id: int) -> list:
+    """NOT_SEEN_BY_ANNOTATOR's parameters, in its order."""
+    return [annotator_id, Assignment.Status.EXPIRED.value, annotator_id, Ranking.Source.HUMAN.value]

@@ -17,8 +17,8 @@ from django.db import connection, transaction
 
 from common.errors import Invalid
 
-from .candidates import CANDIDATE_COLUMNS, NOT_SEEN_BY_ANNOTATOR
-from .models import Assignment, Item, Project, Ranking
+from .candidates import CANDIDATE_COLUMNS, NOT_SEEN_BY_ANNOTATOR, not_seen_params
+from .models import Item, Project
 
 # Which draws come up gold; tests replace it with a seeded one.
 chance = random.SystemRandom()
@@ -78,7 +78,6 @@ def gold_item_pick(*, annotator: AbstractBaseUser, project: Project) -> tuple | 
 
 
 def _unseen_gold(*, annotator: AbstractBaseUser, project: Project, bound: str, pivot: int) -> tuple | None:
-    expired, human = Assignment.Status.EXPIRED.value, Ranking.Source.HUMAN.value
     sql = f"""
         SELECT {CANDIDATE_COLUMNS}
           FROM {Item._meta.db_table} candidate
@@ -88,5 +87,5 @@ def _unseen_gold(*, annotator: AbstractBaseUser, project: Project, bound: str, p
          LIMIT 1
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [annotator.pk, project.pk, pivot, annotator.pk, expired, annotator.pk, human])
+        cursor.execute(sql, [annotator.pk, project.pk, pivot, *not_seen_params(annotator.pk)])
         return cursor.fetchone()
