@@ -18,28 +18,23 @@ def _start_of_today() -> datetime:
     return timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _project_totals(project: Project) -> tuple[int, int]:
+def project_progress_totals(*, project: Project) -> tuple[int, int]:
+    """Rankings collected towards the goal and the goal (items × rankings_per_item), shared a few seconds.
+
+    Gold items are not part of the goal: everyone ranks them, however many rankings_per_item asks for.
+    """
     # Summing over every item grows with the project, so it is shared for a few seconds per process
     # instead of being paid on every "next"; the annotator's own counts below stay exact.
     key = f"annotation:project-totals:{project.pk}:{project.rankings_per_item}"
     totals = cache.get(key)
     if totals is None:
         wanted = project.rankings_per_item
-        # Gold items (annotation.gold) are ranked by everyone, not rankings_per_item times: not the goal.
         row = Item.objects.filter(project=project, gold_order__isnull=True).aggregate(
             items=Count("id"), done=Sum(Least("human_ranking_count", Value(wanted)))
         )
         totals = (row["done"] or 0, row["items"] * wanted)
         cache.set(key, totals, settings.PROJECT_PROGRESS_CACHE_SECONDS)
     return totals
-
-
-def project_progress_totals(*, project: Project) -> tuple[int, int]:
-    """Rankings collected towards the goal and the goal (items × rankings_per_item), shared a few seconds.
-
-    Gold items are not part of the goal: everyone ranks them, however many rankings_per_item asks for.
-    """
-    return _project_totals(project)
 
 
 def annotator_progress(*, annotator: AbstractBaseUser, project: Project) -> dict[str, int]:
@@ -55,7 +50,7 @@ def annotator_progress(*, annotator: AbstractBaseUser, project: Project) -> dict
     with connection.cursor() as cursor:
         cursor.execute(sql, [_start_of_today(), annotator.pk, Ranking.Source.HUMAN.value, project.pk])
         total, today = cursor.fetchone()
-    project_done, project_wanted = _project_totals(project)
+    project_done, project_wanted = project_progress_totals(project=project)
     return {
         "mine_today": today,
         "mine_total": total,
